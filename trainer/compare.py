@@ -1,0 +1,300 @@
+"""rfmml-compare: one table (markdown + CSV) and plots from several training runs.
+
+Each run folder holds eval.json (DESIGN's schema) and config.json / split.json. Runs are grouped by
+method (with "+init" when the backbone started from another run) and protocol; each group becomes
+one row per head, with mean and standard deviation over its runs (seeds).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+METRICS = ("majority", "minority", "overall")
+HEAD_ORDER = ("linear", "proto", "svm")
+
+
+class CompareError(ValueError):
+    """A run folder that cannot be compared; one line for the user."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run's test results. heads: head -> {"overall","majority","minority","per_class"}."""
+
+    run_dir: Path
+    method: str
+    group: str
+    heads: dict[str, dict]
+    minority: tuple[str, ...]
+    confusion: dict[str, list[list[int]]] = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    """A table row: method and head, accuracies as fractions (mean, std over n runs)."""
+
+    group: str
+    method: str
+    head: str
+    n: int
+    mean: dict[str, float]
+    std: dict[str, float]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CompareError(f"{path.parent}: no {path.name} (is this a finished rfmml-train run?)") from None
+    except json.JSONDecodeError as error:
+        raise CompareError(f"{path}: not valid JSON ({error.msg})") from None
+
+
+def protocol_label(split: dict) -> str:
+    """Group key of a split: how many classes, how many minority classes and their shot count."""
+    minority = split.get("minority", [])
+    shots = sorted({len(split["train"][name]) for name in minority}) if minority else []
+    shot_text = "/".join(str(s) for s in shots) if shots else "-"
+    return f"{len(split['classes'])} classes, {len(minority)} minority x {shot_text} shots"
+
+
+def split_digest(split: dict) -> str:
+    canonical = json.dumps({k: split[k] for k in ("classes", "train", "val", "test")}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def load_run_result(run_dir: str | Path, group_by: str = "protocol") -> RunResult:
+    run_dir = Path(run_dir)
+    evaluation = _read_json(run_dir / "eval.json")
+    config = _read_json(run_dir / "config.json")
+    split = _read_json(run_dir / "split.json")
+    method = str(evaluation.get("method", config.get("method", "?")))
+    if config.get("init"):
+        method += "+init"
+    heads = {h: evaluation[h] for h in HEAD_ORDER if isinstance(evaluation.get(h), dict)}
+    if not heads:
+        raise CompareError(f"{run_dir}/eval.json: no head results (expected one of {HEAD_ORDER})")
+    group = protocol_label(split) if group_by == "protocol" else f"split {split_digest(split)}"
+    return RunResult(
+        run_dir=run_dir,
+        method=method,
+        group=group,
+        heads=heads,
+        minority=tuple(split.get("minority", [])),
+        confusion=evaluation.get("confusion", {}),
+        classes=tuple(split["classes"]),
+    )
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def summarize(results: list[RunResult]) -> list[Row]:
+    """Rows sorted by group, then method (plain first), then head. std is the sample std (n-1)."""
+    buckets: dict[tuple[str, str, str], list[dict]] = {}
+    for result in results:
+        for head, metrics in result.heads.items():
+            buckets.setdefault((result.group, result.method, head), []).append(metrics)
+    rows = []
+    for (group, method, head), metric_list in buckets.items():
+        mean, std = {}, {}
+        for metric in METRICS:
+            mean[metric], std[metric] = _mean_std([float(m[metric]) for m in metric_list])
+        rows.append(Row(group, method, head, len(metric_list), mean, std))
+    return sorted(rows, key=lambda r: (r.group, r.method != "plain", r.method, HEAD_ORDER.index(r.head)))
+
+
+def format_cell(row: Row, metric: str) -> str:
+    mean = 100 * row.mean[metric]
+    return f"{mean:.1f}" if row.n == 1 else f"{mean:.1f} ± {100 * row.std[metric]:.1f}"
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = []
+    for group in dict.fromkeys(r.group for r in rows):
+        lines += [
+            f"### {group}",
+            "",
+            "| method | head | runs | majority % | minority % | overall % |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in (r for r in rows if r.group == group):
+            cells = " | ".join(format_cell(row, m) for m in METRICS)
+            lines.append(f"| {row.method} | {row.head} | {row.n} | {cells} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["group", "method", "head", "runs"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+        )
+        for row in rows:
+            values = [f"{v:.4f}" for m in METRICS for v in (row.mean[m], row.std[m])]
+            writer.writerow([row.group, row.method, row.head, row.n, *values])
+
+
+def per_class_gain(results: list[RunResult]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per group: "method/head" -> class -> mean accuracy minus plain's mean (linear head)."""
+
+    def class_means(items: list[RunResult], head: str) -> dict[str, float]:
+        acc: dict[str, list[float]] = {}
+        for result in items:
+            for name, value in result.heads[head]["per_class"].items():
+                acc.setdefault(name, []).append(float(value))
+        return {name: sum(v) / len(v) for name, v in acc.items()}
+
+    gains: dict[str, dict[str, dict[str, float]]] = {}
+    for group in dict.fromkeys(r.group for r in results):
+        members = [r for r in results if r.group == group]
+        plain = [r for r in members if r.method == "plain" and "linear" in r.heads]
+        if not plain:
+            continue
+        base = class_means(plain, "linear")
+        for method in dict.fromkeys(r.method for r in members if r.method != "plain"):
+            runs = [r for r in members if r.method == method]
+            for head in HEAD_ORDER:
+                if all(head in r.heads for r in runs):
+                    means = class_means(runs, head)
+                    gains.setdefault(group, {})[f"{method}/{head}"] = {c: means[c] - base[c] for c in base}
+    return gains
+
+
+def plot_gains(gains: dict[str, dict[str, float]], minority: tuple[str, ...], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = list(next(iter(gains.values())).keys())
+    width = 0.8 / len(gains)
+    fig, ax = plt.subplots(figsize=(max(8, len(classes) * 0.9), 4.5))
+    for i, (label, per_class) in enumerate(gains.items()):
+        ax.bar(
+            [k + i * width for k in range(len(classes))],
+            [100 * per_class[c] for c in classes],
+            width,
+            label=label,
+        )
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))])
+    ax.set_xticklabels([c + (" *" if c in minority else "") for c in classes], rotation=40, ha="right")
+    ax.set_ylabel("accuracy gain over plain (points)")
+    ax.set_title("Per-class gain over plain cross-entropy (* = minority class)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: list[list[int]], classes: tuple[str, ...], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=np.float64)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(classes), 1 + 0.5 * len(classes)))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(
+                j,
+                i,
+                f"{100 * rates[i, j]:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(results: list[RunResult], out: Path) -> list[Row]:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summarize(results)
+    write_csv(rows, out / "results.csv")
+    text = [
+        "# rfmml-compare report",
+        "",
+        "Accuracy on the test set, mean ± sample std over runs.",
+        "",
+        markdown_table(rows),
+    ]
+    for index, (group, gains) in enumerate(per_class_gain(results).items()):
+        minority = next(r.minority for r in results if r.group == group)
+        name = f"per_class_gain_{index}.png"
+        plot_gains(gains, minority, out / name)
+        text += [f"![per-class gain, {group}]({name})", ""]
+    for result in results:
+        for head, matrix in result.confusion.items():
+            name = f"confusion_{result.run_dir.name}_{head}.png"
+            plot_confusion(
+                matrix, result.classes, f"{result.run_dir.name} ({result.method}, {head})", out / name
+            )
+    (out / "README.md").write_text("\n".join(text))
+    return rows
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="report",
+    show_default=True,
+    help="Folder for README.md, results.csv and the PNG plots.",
+)
+@click.option(
+    "--group-by",
+    type=click.Choice(["protocol", "split"]),
+    default="protocol",
+    show_default=True,
+    help="Average runs over seeds that share the protocol (class count, minority shots) or "
+    "the exact split file.",
+)
+def cli(runs: tuple[str, ...], out: str, group_by: str) -> None:
+    """Compare finished runs: rfmml-compare runs/* --out report/"""
+    try:
+        results = [load_run_result(run, group_by) for run in runs]
+    except CompareError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    rows = write_report(results, Path(out))
+    click.echo(markdown_table(rows))
+    click.echo(f"report written to {Path(out) / 'README.md'}")
+
+
+def main(argv: list[str]) -> int:
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    except click.ClickException as error:
+        error.show()
+        return 2
+    return 0
