@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,9 +140,14 @@ def load_head(path: str | Path) -> Head:
             f"head file not found: {path} (export writes it beside model.onnx; point to it with --head)"
         )
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ArtifactError(f"{path}: not an rfmml head file (a single array, not an .npz archive)")
+        with loaded as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError) as error:
+    except ArtifactError:
+        raise
+    except (zlib.error, OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ArtifactError(f"{path}: not a readable rfmml head file ({error})") from None
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
@@ -149,6 +156,15 @@ def load_head(path: str | Path) -> Head:
     if version != FORMAT_VERSION:
         raise ArtifactError(f"{path}: head format version {version}, this rfmml reads {FORMAT_VERSION}")
     has_svm = "svm_coef" in arrays
+    try:
+        head = _head_from_arrays(arrays, has_svm)
+    except (ValueError, TypeError, IndexError, KeyError) as error:
+        raise ArtifactError(f"{path}: malformed rfmml head file ({error})") from None
+    _validate_head(head, path)
+    return head
+
+
+def _head_from_arrays(arrays: dict[str, np.ndarray], has_svm: bool) -> Head:
     return Head(
         class_names=tuple(str(name) for name in arrays["class_names"].tolist()),
         input_size=(int(arrays["input_size"][0]), int(arrays["input_size"][1])),
@@ -162,6 +178,30 @@ def load_head(path: str | Path) -> Head:
         onnx_sha256=str(arrays["onnx_sha256"]),
         metadata=json.loads(str(arrays["metadata_json"])) if "metadata_json" in arrays else {},
     )
+
+
+def _validate_head(head: Head, path: str | Path) -> None:
+    """Shape and value checks so that a damaged head fails at load time, not mid-scene."""
+    n_classes = len(head.class_names)
+    problems = []
+    if n_classes < 1 or n_classes > 255:
+        problems.append(f"{n_classes} classes (1..255 supported: 255 marks skipped tiles)")
+    if head.prototypes.ndim != 2 or head.prototypes.shape[0] != n_classes:
+        problems.append(f"prototypes shape {head.prototypes.shape} for {n_classes} classes")
+    if head.distance not in DISTANCES:
+        problems.append(f"distance {head.distance!r} not in {DISTANCES}")
+    if min(head.input_size) < 1:
+        problems.append(f"input_size {head.input_size}")
+    if head.svm_coef is not None and (
+        head.svm_coef.shape != head.prototypes.shape
+        or head.svm_intercept is None
+        or head.svm_intercept.shape != (n_classes,)
+    ):
+        problems.append("svm_coef/svm_intercept shapes do not match the prototypes")
+    if not np.all(np.isfinite(head.prototypes)):
+        problems.append("non-finite prototypes")
+    if problems:
+        raise ArtifactError(f"{path}: malformed rfmml head file ({'; '.join(problems)})")
 
 
 def check_binding(model_path: str | Path, head: Head, head_path: str | Path) -> None:

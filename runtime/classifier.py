@@ -1,0 +1,161 @@
+"""``Classifier``: the exported pair (model.onnx + model.npz) behind a numpy-in, numpy-out API.
+
+from rfmml.runtime import Classifier
+clf = Classifier.load("model.onnx")             # finds model.npz, checks the digest binding
+labels, scores = clf.predict(batch_uint8_nhwc)   # [B] int64 class indices, [B] float32 scores
+result = clf.classify_scene("scene.tif", tile=64)
+folder = clf.classify_folder("tiles/")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from rfmml.runtime.artifact import ArtifactError, Head, check_binding, default_head_path, load_head
+from rfmml.runtime.heads import HeadScorer
+from rfmml.runtime.imageio import resize_rgb
+from rfmml.runtime.session import INPUT_NAME, OUTPUT_NAME, check_signature, create_session
+
+if TYPE_CHECKING:
+    from rfmml.runtime.folder import FolderResult
+    from rfmml.runtime.progress import Progress
+    from rfmml.runtime.scene import SceneResult
+
+
+class Classifier:
+    """An embedding session plus a head. Build with :meth:`load`."""
+
+    def __init__(self, session, head: Head, kind: str = "proto", model_path: str | Path = "") -> None:
+        self.session = session
+        self.head = head
+        self.scorer = HeadScorer(head, kind)
+        self.model_path = Path(model_path)
+        height, width = check_signature(session, model_path)
+        if (height, width) != (None, None) and (height, width) != tuple(head.input_size):
+            raise ArtifactError(
+                f"{model_path}: model input is {height}x{width} but the head says {head.input_size}"
+            )
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str | Path,
+        head_path: str | Path | None = None,
+        *,
+        head: str = "proto",
+        providers: str = "auto",
+        threads: int = 0,
+    ) -> Classifier:
+        """Load ``model_path`` and its head (default: same path with ``.npz``), refusing a mismatched pair.
+
+        ``head``: "proto" or "svm"; ``providers``: "auto", "cpu", "cuda" or a comma list of onnxruntime
+        provider names; ``threads``: intra-op threads (0 = onnxruntime's default, one per core).
+        Raises ArtifactError (one-line message) for a missing, corrupt or mismatched file.
+        """
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise ArtifactError(f"model file not found: {model_path}")
+        head_path = Path(head_path) if head_path is not None else default_head_path(model_path)
+        loaded = load_head(head_path)
+        check_binding(model_path, loaded, head_path)
+        session = create_session(model_path, providers=providers, threads=threads)
+        return cls(session, loaded, head, model_path)
+
+    # -- properties ---------------------------------------------------------------------------------
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.head.class_names
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) of the model's input; tiles are resized to it."""
+        return self.head.input_size
+
+    @property
+    def head_kind(self) -> str:
+        return self.scorer.kind
+
+    @property
+    def providers(self) -> list[str]:
+        """The onnxruntime providers actually in use, first = preferred."""
+        return list(self.session.get_providers())
+
+    # -- inference ----------------------------------------------------------------------------------
+    def _prepare(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 [batch, H, W, 3] (RGB), got {images.dtype} {images.shape}")
+        height, width = self.input_size
+        if images.shape[1:3] != (height, width):
+            images = np.stack([resize_rgb(image, (height, width)) for image in images])
+        return np.ascontiguousarray(images)
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """Embeddings float32 [B, D] of uint8 RGB [B, H, W, 3] (resized to the input size if needed)."""
+        batch = self._prepare(images)
+        if batch.shape[0] == 0:
+            return np.zeros((0, self.head.embedding_dim), np.float32)
+        (embeddings,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        return np.asarray(embeddings, dtype=np.float32)
+
+    def predict_topk(self, images: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k class indices int64 [B, k] and scores float32 [B, k], best first."""
+        embeddings = self.embed(images)
+        if embeddings.shape[0] == 0:
+            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+        return self.scorer.topk(embeddings, k)
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class indices int64 [B] and scores float32 [B] (probability for proto, margin for svm)."""
+        labels, scores = self.predict_topk(images, 1)
+        return labels[:, 0], scores[:, 0]
+
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        """All class scores float64 [B, C] (probabilities for proto, decision values for svm)."""
+        return self.scorer.scores(self.embed(images))
+
+    # -- whole inputs -------------------------------------------------------------------------------
+    def classify_scene(
+        self,
+        path: str | Path,
+        tile: int | None = None,
+        stride: int | None = None,
+        *,
+        batch: int = 64,
+        top_k: int = 3,
+        bands: tuple[int, int, int] | None = None,
+        zero_collar: bool = True,
+        progress: Progress | None = None,
+    ) -> SceneResult:
+        """Tile a scene and classify every tile: :func:`rfmml.runtime.scene.classify_scene`."""
+        from rfmml.runtime.scene import classify_scene
+
+        return classify_scene(
+            self,
+            path,
+            tile=tile,
+            stride=stride,
+            batch=batch,
+            top_k=top_k,
+            bands=bands,
+            zero_collar=zero_collar,
+            progress=progress,
+        )
+
+    def classify_folder(
+        self,
+        folder: str | Path,
+        *,
+        batch: int = 64,
+        top_k: int = 3,
+        workers: int = 0,
+        progress: Progress | None = None,
+    ) -> FolderResult:
+        """Classify every image under ``folder``: :func:`rfmml.runtime.folder.classify_folder`."""
+        from rfmml.runtime.folder import classify_folder
+
+        return classify_folder(self, folder, batch=batch, top_k=top_k, workers=workers, progress=progress)

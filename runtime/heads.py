@@ -1,0 +1,80 @@
+"""Classifier heads applied to embeddings, exactly as the artifact contract defines them (numpy only).
+
+- proto: ``score_k = -d(e, prototype_k)`` with d Euclidean or squared Euclidean; the reported score is
+  the softmax probability of the class (softmax over the negative distances).
+- svm: ``score_k = e @ coef.T + intercept`` (``e`` L2-normalised first when the head says so); the
+  reported score is that decision value (a margin, not a probability).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from rfmml.runtime.artifact import ArtifactError, Head
+
+HEAD_KINDS = ("proto", "svm")
+
+
+def pairwise_distance(embeddings: np.ndarray, prototypes: np.ndarray, distance: str) -> np.ndarray:
+    """Distances [B, C] between embeddings [B, D] and prototypes [C, D], computed in float64."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    p = np.asarray(prototypes, dtype=np.float64)
+    squared = (e * e).sum(1)[:, None] - 2.0 * (e @ p.T) + (p * p).sum(1)[None, :]
+    np.maximum(squared, 0.0, out=squared)
+    if distance == "sqeuclidean":
+        return squared
+    if distance == "euclidean":
+        return np.sqrt(squared)
+    raise ValueError(f"unknown distance {distance!r}")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of [B, C] (float64, numerically stable)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+def l2_normalize(embeddings: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows of [B, D] scaled to unit L2 norm (rows of zeros stay zero)."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), eps)
+
+
+class HeadScorer:
+    """Turns embeddings [B, D] into class scores [B, C] with the chosen head ("proto" or "svm")."""
+
+    def __init__(self, head: Head, kind: str = "proto") -> None:
+        if kind not in HEAD_KINDS:
+            raise ArtifactError(f"unknown head {kind!r}: choose one of {HEAD_KINDS}")
+        if kind == "svm" and not head.has_svm:
+            raise ArtifactError("this head file has no SVM head (export fitted prototypes only): use proto")
+        self.head = head
+        self.kind = kind
+
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        """Raw scores [B, C] (float64): -distance for proto, decision values for svm."""
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.head.embedding_dim:
+            raise ValueError(
+                f"embeddings of shape {embeddings.shape}, the head expects [batch, {self.head.embedding_dim}]"
+            )
+        if self.kind == "proto":
+            return -pairwise_distance(embeddings, self.head.prototypes, self.head.distance)
+        e = l2_normalize(embeddings) if self.head.svm_l2_normalize else embeddings.astype(np.float64)
+        assert self.head.svm_coef is not None and self.head.svm_intercept is not None
+        return e @ self.head.svm_coef.astype(np.float64).T + self.head.svm_intercept.astype(np.float64)
+
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """Reported scores [B, C] (float64): softmax probabilities for proto, decision values for svm."""
+        logits = self.logits(embeddings)
+        return softmax(logits) if self.kind == "proto" else logits
+
+    def topk(self, embeddings: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k classes and scores, best first: labels int64 [B, k], scores float32 [B, k].
+
+        Ties go to the lower class index (a stable sort), so results are deterministic.
+        """
+        scores = self.scores(embeddings)
+        k = max(1, min(int(k), scores.shape[1]))
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return order.astype(np.int64), np.take_along_axis(scores, order, axis=1).astype(np.float32)
