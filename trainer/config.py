@@ -1,0 +1,163 @@
+"""Training configuration: one frozen dataclass of every setting, JSON round-trippable.
+
+Fields left as ``None`` are resolved by :func:`resolve_defaults` before training: the paper's values
+for real data, and shrunken values (small backbone, small images, few episodes, higher learning rates)
+for the embedded synthetic default. ``config.json`` holds the resolved config, so a run can be
+rebuilt from it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+METHODS = ("rfmml",)
+DISTANCES = ("euclidean", "sqeuclidean")
+DEVICES = ("auto", "cpu", "cuda")
+
+# The paper's budget (Guan et al., ICASSP 2020) and the embedded default's shrunken one.
+PAPER_DEFAULTS: dict[str, Any] = {
+    "backbone": "wide_resnet50_2",
+    "pretrained": True,
+    "image_size": 224,
+    "ret_episodes": 80_000,
+    "acf_episodes": 2_000,
+    "ret_lr": 5e-6,
+    "acf_lr": 1e-6,
+    "val_every": 1_000,
+    "log_every": 50,
+}
+SYNTHETIC_DEFAULTS: dict[str, Any] = {
+    "backbone": "conv4",
+    "pretrained": False,
+    "image_size": 32,
+    "ret_episodes": 500,
+    "acf_episodes": 200,
+    "ret_lr": 1e-3,
+    "acf_lr": 2e-4,
+    "val_every": 100,
+    "log_every": 10,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run (see the README's flag table for their meaning)."""
+
+    out: str
+    data: str | None = None  # None: the embedded synthetic aerial set
+    method: str = "rfmml"
+    # split / imbalance protocol
+    split: str | None = None  # reuse a split.json
+    train_frac: float | None = None
+    train_per_class: int | None = None
+    val_per_class: int | None = None
+    test_per_class: int | None = None
+    minority_classes: int | None = None
+    minority: tuple[str, ...] = ()
+    minority_shots: int | None = None
+    minority_threshold: int = 20
+    n_max: int | None = None
+    seed: int = 0
+    # model
+    backbone: str | None = None
+    pretrained: bool | None = None
+    weights: str | None = None
+    image_size: int | None = None
+    distance: str = "euclidean"
+    device: str = "auto"
+    # episodes and optimisation
+    ret_episodes: int | None = None
+    acf_episodes: int | None = None
+    queries: int = 5
+    ret_lr: float | None = None
+    acf_lr: float | None = None
+    augment: bool = True
+    val_every: int | None = None
+    log_every: int | None = None
+    # heads and evaluation
+    svm_c: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    svm_class_weight: str = "balanced"
+    svm_l2_normalize: bool = True
+    # plumbing
+    batch_size: int = 256
+    workers: int = 0  # decode threads; 0: one per CPU (at most 16)
+    cache_dir: str | None = None  # None: $RFMML_CACHE or ~/.cache/rfmml; "" disables the cache
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (written by another version)."""
+        names = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.data is None
+
+
+def resolve_defaults(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
+    """Fill every ``None`` budget/model field; return the config and the names that were shrunk.
+
+    The second value lists the settings taken from SYNTHETIC_DEFAULTS (for the "defaults shrunk to fit"
+    message); it is empty for real data.
+    """
+    table = SYNTHETIC_DEFAULTS if config.synthetic else PAPER_DEFAULTS
+    changes = {k: v for k, v in table.items() if getattr(config, k) is None}
+    if config.pretrained is None and config.backbone == "conv4":
+        changes["pretrained"] = False
+    if config.pretrained is None and config.weights is not None:
+        changes["pretrained"] = False
+    shrunk = sorted(changes) if config.synthetic else []
+    if config.train_frac is None and config.train_per_class is None:
+        changes["train_frac"] = 0.5
+    return config.replace(**changes), shrunk
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise InputError for settings that cannot work together (one line each)."""
+    from rfmml.trainer.errors import InputError
+    from rfmml.trainer.models import BACKBONES
+
+    if config.method not in METHODS:
+        raise InputError(f"--method {config.method!r} is not implemented; choose one of {', '.join(METHODS)}")
+    if config.distance not in DISTANCES:
+        raise InputError(f"--distance must be one of {', '.join(DISTANCES)}")
+    if config.backbone is not None and config.backbone not in BACKBONES:
+        raise InputError(f"unknown --backbone {config.backbone!r}; choose one of {', '.join(BACKBONES)}")
+    checks = [
+        (config.queries >= 1, "--queries must be at least 1"),
+        (config.image_size is None or config.image_size >= 8, "--image-size must be at least 8"),
+        (config.ret_episodes is None or config.ret_episodes >= 0, "--ret-episodes must be >= 0"),
+        (config.acf_episodes is None or config.acf_episodes >= 0, "--acf-episodes must be >= 0"),
+        (config.val_every is None or config.val_every >= 1, "--val-every must be at least 1"),
+        (config.log_every is None or config.log_every >= 1, "--log-every must be at least 1"),
+        (config.n_max is None or config.n_max >= 2, "--n-max must be at least 2"),
+        (config.train_frac is None or 0 < config.train_frac < 1, "--train-frac must be in (0, 1)"),
+        (config.minority_shots is None or config.minority_shots >= 2, "--minority-shots must be at least 2"),
+        (config.svm_class_weight in ("balanced", "none"), "--svm-class-weight must be balanced or none"),
+        (all(c > 0 for c in config.svm_c) and len(config.svm_c) > 0, "--svm-c values must be > 0"),
+        (config.batch_size >= 1, "--batch-size must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
+    if config.train_frac is not None and config.train_per_class is not None:
+        raise InputError("give --train-frac or --train-per-class, not both")
+    if config.minority_classes is not None and config.minority:
+        raise InputError("give --minority-classes or --minority NAME, not both")
+    if config.minority_classes is not None and config.minority_shots is None:
+        raise InputError("--minority-classes needs --minority-shots")
