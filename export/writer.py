@@ -36,6 +36,13 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
 
+def _umask_mode() -> int:
+    """0o666 less the process umask: the mode an ordinary ``open(path, "w")`` would give."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_pairs(pairs: Sequence[tuple[str | Path, bytes, Head]], force: bool = False) -> list[Head]:
     """Write every (model path, ONNX bytes, head) pair, all or nothing; return the heads as written.
 
@@ -64,7 +71,9 @@ def write_pairs(pairs: Sequence[tuple[str | Path, bytes, Head]], force: bool = F
             save_head(tmp_head, head)
             head_stage.append((tmp_head, head_path))
             written.append(head)
+        mode = _umask_mode()  # temp files are created 0600; finished artifacts are ordinary files
         for tmp, final in staged + head_stage:
+            os.chmod(tmp, mode)
             os.replace(tmp, final)
     finally:
         for tmp, _ in staged + head_stage:
