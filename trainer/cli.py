@@ -7,6 +7,7 @@ import warnings
 
 import click
 from click.core import ParameterSource
+
 from rfmml.trainer.checkpoint import CheckpointError
 from rfmml.trainer.config import DEVICES, DISTANCES, METHODS, TrainConfig
 from rfmml.trainer.errors import InputError

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from rfmml.runtime.imageio import ImageReadError, load_tile
 from rfmml.trainer.errors import InputError
 from rfmml.trainer.split import Split

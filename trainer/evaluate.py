@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from rfmml.trainer.config import TrainConfig
 from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes, fit_svm, proto_scores, svm_scores
 

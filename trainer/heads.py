@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import torch
+
 from rfmml.trainer.episode import pairwise_distance
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from rfmml.trainer.augment import Augmenter
 from rfmml.trainer.checkpoint import save_checkpoint
 from rfmml.trainer.config import TrainConfig

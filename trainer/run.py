@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from rfmml.trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rfmml.trainer.config import TrainConfig, resolve_defaults, validate
 from rfmml.trainer.data import conversion_message, default_cache_dir, load_part
@@ -169,6 +170,7 @@ def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str],
         split = Split.load(run_dir / "split.json")
     device = resolve_device(config.device)
     parts = _load_parts(split, config, say)
+    torch.manual_seed(config.seed)  # the initial weights of a from-scratch backbone
     model = build_model(config)
     position, optimizer_state = None, None
     if resume:

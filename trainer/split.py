@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from rfmml.runtime.imageio import is_image_file
 from rfmml.trainer.errors import InputError
 
@@ -150,7 +151,7 @@ def make_split(
     Train count T = ``train_per_class`` or round(``train_frac`` * n). Val V and test E: as given; a
     missing one takes the rest; both missing: the rest is halved (val gets the smaller half).
     Without ``minority_shots`` (natural imbalance) minority = the named classes, or the classes with
-    fewer than ``minority_threshold`` training images.
+    fewer than ``minority_threshold`` training images (none when that would be every class).
     """
     classes = sorted(files)
     unknown = [m for m in minority if m not in files]
@@ -191,6 +192,8 @@ def make_split(
         minority_set = set(minority)
     elif minority_shots is None:
         minority_set = {c for c in classes if len(parts["train"][c]) < minority_threshold}
+        if len(minority_set) == len(classes):  # all small: no imbalance to speak of
+            minority_set = set()
     else:
         raise InputError("--minority-shots needs --minority-classes K or --minority NAME")
     if minority_shots is not None:

@@ -1,0 +1,35 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+EUROSAT = Path(__file__).resolve().parents[1].parent / "shared/data/EuroSAT"
+
+
+@pytest.fixture(scope="session")
+def eurosat_root() -> Path:
+    """The EuroSAT folder (10 class folders of 64x64 JPEGs) beside the checkout; skip when absent."""
+    if not (EUROSAT.is_dir() and any(EUROSAT.iterdir())):
+        pytest.skip(f"EuroSAT not found at {EUROSAT} (place the dataset there to run this test)")
+    return EUROSAT
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip tests marked ``cuda`` when no CUDA device is present."""
+    if _has_cuda():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
