@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from rfmml.runtime.artifact import ArtifactError, Head, check_binding, default_head_path, load_head
 from rfmml.runtime.heads import HeadScorer
 from rfmml.runtime.imageio import resize_rgb

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 import click
+
 from rfmml.runtime.artifact import ArtifactError
 from rfmml.runtime.heads import HEAD_KINDS
 from rfmml.runtime.imageio import ImageReadError

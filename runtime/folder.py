@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
+
 from rfmml.runtime.imageio import ImageReadError, is_image_file, load_tile
 
 if TYPE_CHECKING:

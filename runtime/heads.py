@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from rfmml.runtime.artifact import ArtifactError, Head
 
 HEAD_KINDS = ("proto", "svm")

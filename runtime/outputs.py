@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
+
 from rfmml.runtime.scene import SKIPPED, SceneResult
 from rfmml.runtime.scene_io import SceneError, have_rasterio, open_scene
 

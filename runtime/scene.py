@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from rfmml.runtime.imageio import resize_rgb
 from rfmml.runtime.scene_io import open_scene
 from rfmml.runtime.tiling import Grid, Window, tile_grid

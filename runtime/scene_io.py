@@ -8,10 +8,11 @@ and a validity mask bool [h, w]. A pixel is invalid ("nodata") when:
 - it has an alpha band or an internal mask: the mask is 0;
 - it declares neither (``zero_collar``, the default): all three RGB values are 0 (a black collar).
 
-Memory: rasterio reads only the requested window (plus GDAL's block cache, capped at
-``GDAL_CACHE_BYTES`` unless the GDAL_CACHEMAX environment variable says otherwise). Pillow cannot decode
-a JPEG/PNG window alone, so the Pillow reader decodes the whole image once and crops windows from it:
-its memory is about 4 bytes per scene pixel. Use a (tiled) GeoTIFF with rasterio for big scenes.
+Memory: rasterio reads only the requested window, plus GDAL's block cache, capped at two rows of
+blocks within 16..256 MiB (:meth:`RasterioScene._cache_option`; GDAL_CACHEMAX in the environment
+wins). Pillow cannot decode a JPEG/PNG window alone, so the Pillow reader decodes the whole image
+once and crops windows from it: its memory is about 4 bytes per scene pixel. Use a (tiled) GeoTIFF
+with rasterio for big scenes.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
 from rfmml.runtime.imageio import _pil_to_array, to_rgb_uint8
 from rfmml.runtime.tiling import Window
 
 GEO_HINT = 'reading GeoTIFF scenes needs rasterio: pip install "rfmml[geo]"'
-GDAL_CACHE_BYTES = 64 * 1024 * 1024
+GDAL_CACHE_MIN, GDAL_CACHE_MAX = 16 * 2**20, 256 * 2**20
 PILLOW_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 GEOTIFF_TAGS = (33550, 33922, 34264, 34735)  # pixel scale, tie point, transformation, GeoKeyDirectory
@@ -52,19 +54,21 @@ class RasterioScene:
         from rasterio.enums import MaskFlags
 
         self.path = path
-        env_options = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": GDAL_CACHE_BYTES}
-        self._env = rasterio.Env(**env_options)
-        self._env.__enter__()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
                 self.ds = rasterio.open(path)
         except rasterio.errors.RasterioIOError as error:
-            self._env.__exit__(None, None, None)
             raise SceneError(f"{path}: cannot open scene ({str(error).splitlines()[0]})") from None
         ds = self.ds
         self.height, self.width = ds.height, ds.width
-        self.bands = self._choose_bands(bands)
+        try:
+            self.bands = self._choose_bands(bands)
+        except SceneError:
+            ds.close()
+            raise
+        self._env = rasterio.Env(**self._cache_option())
+        self._env.__enter__()
         self.georeferenced = ds.crs is not None or not ds.transform.is_identity
         self.crs_wkt = ds.crs.to_wkt() if ds.crs is not None else None
         self.transform = tuple(ds.transform)[:6] if self.georeferenced else None
@@ -77,6 +81,19 @@ class RasterioScene:
         else:
             self.mask_mode = "zero" if zero_collar else "none"
         self.description = f"{ds.count} band(s) {ds.dtypes[0]}, RGB from bands {list(self.bands)}"
+
+    def _cache_option(self) -> dict[str, int]:
+        """GDAL block cache: two rows of blocks (tiles are read row by row), within 16..256 MiB.
+
+        Without a cap GDAL caches up to 5 % of RAM, which would grow with the scene. The user's
+        GDAL_CACHEMAX environment variable wins when set.
+        """
+        if "GDAL_CACHEMAX" in os.environ:
+            return {}
+        block_h = self.ds.block_shapes[0][0]
+        itemsize = np.dtype(self.ds.dtypes[0]).itemsize
+        row_of_blocks = self.ds.width * block_h * self.ds.count * itemsize
+        return {"GDAL_CACHEMAX": int(min(max(2 * row_of_blocks, GDAL_CACHE_MIN), GDAL_CACHE_MAX))}
 
     def _choose_bands(self, bands: tuple[int, int, int] | None) -> tuple[int, ...]:
         from rasterio.enums import ColorInterp

@@ -13,6 +13,7 @@ import ctypes
 from pathlib import Path
 
 import onnxruntime as ort
+
 from rfmml.runtime.artifact import ArtifactError
 
 PROVIDER_ALIASES = {

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+
 from rfmml.runtime.artifact import Head, save_head, sha256_file
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from runtime_fixtures import COLOURS, NAMES, build_stats_model, colour_pair, uniform_tile, write_head
+
 from rfmml.runtime import ArtifactError, Classifier, load_head
 from rfmml.runtime.cli import main
 from rfmml.runtime.heads import HeadScorer, pairwise_distance, softmax
 from rfmml.runtime.session import parse_providers
-from runtime_fixtures import COLOURS, NAMES, build_stats_model, colour_pair, uniform_tile, write_head
 
 
 @pytest.fixture

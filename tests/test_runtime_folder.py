@@ -8,10 +8,11 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from runtime_fixtures import colour_pair, uniform_tile
+
 from rfmml.runtime import Classifier, load_tile
 from rfmml.runtime.cli import main
 from rfmml.runtime.folder import write_folder_csv
-from runtime_fixtures import colour_pair, uniform_tile
 
 
 @pytest.fixture

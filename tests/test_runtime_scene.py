@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from runtime_fixtures import NAMES, colour_pair, uniform_tile, write_geotiff
+
 from rfmml.runtime import SKIPPED, Classifier, SceneError, write_class_map, write_quicklook, write_tile_csv
 from rfmml.runtime.cli import main
-from runtime_fixtures import NAMES, colour_pair, uniform_tile, write_geotiff
 
 rasterio = pytest.importorskip("rasterio")
 

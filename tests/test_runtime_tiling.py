@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from rfmml.runtime.tiling import Window, axis_starts, tile_grid
 
 
