@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from rfmml.export.onnx_export import export_onnx
 from rfmml.export.parity import compare, embed_all, ort_embedder, ort_session, torch_embedder
 from rfmml.export.quantize import quantize_int8

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
+
 from rfmml.export.pipeline import DEFAULT_MIN_AGREEMENT, ExportOptions
 
 EXAMPLES = """

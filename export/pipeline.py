@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from rfmml.export import heads_fit
 from rfmml.export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
 from rfmml.export.parity import (
@@ -35,8 +36,10 @@ from rfmml.export.writer import existing_targets, write_pairs
 from rfmml.runtime.artifact import Head
 
 # int8 / fp16 against float on the validation images: fraction of equal predictions under each head
-# below which the export fails (see BENCHMARKS.md "Inference speed (issue 3)" for the measurements).
-DEFAULT_MIN_AGREEMENT = 0.95
+# below which the export fails. Measured for int8 on tiny conv4 EuroSAT runs (seeds 0-2, 200
+# validation images, models at 40-55 % accuracy with many near-ties): 94.0-100 %; a broken
+# quantization falls towards chance. See BENCHMARKS.md "Inference speed (issue 3)".
+DEFAULT_MIN_AGREEMENT = 0.90
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
 from rfmml.export.onnx_export import INPUT_NAME, check_onnx
 
 # The first ops that do real work on the normalised image; pre-processing stops here.
@@ -73,12 +74,15 @@ def quantize_int8(
     calibration_images: np.ndarray,
     batch_size: int = 32,
     per_channel: bool = True,
-    reduce_range: bool = False,
+    reduce_range: bool = True,
 ) -> bytes:
     """Static QDQ int8 quantization of a float model (serialised bytes) -> serialised int8 model.
 
     ``calibration_images``: uint8 [N, H, W, 3], training images (a class-balanced subset).
-    ``reduce_range``: 7-bit weights, for CPUs without VNNI where u8s8 products may saturate.
+    ``reduce_range`` (default on): 7-bit weights. Without it, CPUs that lack VNNI (AVX2 only, such as
+    the AMD EPYC Zen 2 of the development machines) saturate the int16 sums of u8 x s8 products:
+    measured on a conv4 EuroSAT run, the int8 embeddings' min cosine to fp32 was 0.92 without and
+    0.9996 with it. It costs next to nothing on VNNI CPUs, and the artifact may be deployed on either.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static

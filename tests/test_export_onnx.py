@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from rfmml.export.onnx_export import check_onnx, export_onnx
 from rfmml.export.parity import compare, embed_in_batches, ort_embedder, ort_session, torch_embedder
 from rfmml.runtime.artifact import ArtifactError, Head, check_binding, head_arrays, load_head
@@ -147,6 +148,7 @@ def test_failed_write_leaves_nothing(tmp_path, tiny_onnx, monkeypatch):
 
 def test_int8_keeps_the_contract_and_stays_close(tiny_onnx):
     import onnx
+
     from rfmml.export.quantize import preprocessing_nodes, quantize_int8
 
     excluded = preprocessing_nodes(onnx.load_from_string(tiny_onnx))
