@@ -94,7 +94,8 @@ def run_demo(out: Path, seed: int = 0, say=print) -> float:
     labels = scene_labels(SCENE_ROWS, SCENE_COLS, len(head.class_names), seed)
     scene_path = write_scene(build_scene(labels, tile, seed), out / "scene")
     say(
-        f"[3/4] synthetic scene with known labels: {scene_path} ({SCENE_COLS * tile} x {SCENE_ROWS * tile} px, "
+        f"[3/4] synthetic scene with known labels: {scene_path} "
+        f"({SCENE_COLS * tile} x {SCENE_ROWS * tile} px, "
         f"{labels.size} tiles of {tile} px)"
     )
     class_map_path = out / ("classmap" + scene_path.suffix)
