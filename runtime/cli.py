@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         return parsed
     try:
         return run(parsed)
+    except BrokenPipeError:
+        raise
     except (ArtifactError, SceneError, ImageReadError, FileNotFoundError, ValueError, OSError) as error:
         if os.environ.get("RFMML_DEBUG"):
             raise
@@ -287,4 +289,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> None:
     """Console script ``rfmml-infer``."""
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
+    sys.exit(code)

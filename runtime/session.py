@@ -93,6 +93,13 @@ def create_session(model_path: str | Path, providers: str = "auto", threads: int
         strict = False
     else:
         strict = True
+        if (
+            requested[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+            and cuda_device_count() == 0
+        ):
+            raise ArtifactError(
+                f"provider {requested[0]} requested but no CUDA device or driver (libcuda) found"
+            )
     if "CUDAExecutionProvider" in requested or "TensorrtExecutionProvider" in requested:
         _preload_cuda()
     try:
