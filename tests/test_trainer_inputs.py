@@ -142,3 +142,9 @@ def test_synthetic_load_part_matches_dataset():
     assert labels.bincount().tolist() == [40] * 8
     tile = render_class_tile(0, np.random.default_rng(0), 24)
     assert tile.shape == (24, 24, 3) and tile.dtype == np.uint8
+
+
+def test_help_lists_examples(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--minority-shots" in out and "Examples:" in out and "rfmml-train --resume" in out

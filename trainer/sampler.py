@@ -91,6 +91,7 @@ class EpisodeSampler:
         self.class_counts = self.counts.to(self.device)
         self.shape_gen = torch.Generator().manual_seed(seed)
         self.gen = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self._pools: dict[tuple[int, ...], torch.Tensor] = {}
 
     def check(self, spec: EpisodeSpec) -> None:
         """Raise ValueError when some draw of ``spec`` could not be filled."""
@@ -118,7 +119,11 @@ class EpisodeSampler:
         """Draw one episode (see the module docstring)."""
         k = self._randint(spec.k_min, spec.k_max)
         n = self._randint(spec.n_min, spec.n_max)
-        pool = torch.tensor(spec.classes, dtype=torch.int64).to(self.device, non_blocking=True)
+        pool = self._pools.get(spec.classes)
+        if pool is None:  # copied to the device once per class pool: a copy per episode would sync
+            pool = self._pools[spec.classes] = torch.tensor(
+                spec.classes, dtype=torch.int64, device=self.device
+            )
         if k < len(spec.classes):
             pick = torch.randperm(len(spec.classes), generator=self.gen, device=self.device)[:k]
             classes = pool[pick]
