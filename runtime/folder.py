@@ -88,6 +88,8 @@ def _decode(path: Path, size: tuple[int, int]) -> np.ndarray | str:
         return error.reason
     except OSError as error:  # unreadable (permissions, vanished)
         return f"cannot read file ({error.strerror or error})"
+    except MemoryError:
+        return "out of memory while decoding"
 
 
 def classify_folder(

@@ -104,6 +104,8 @@ def read_rgb(path: str | Path) -> Decoded:
         raise
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image Pillow can read") from None
+    except Image.DecompressionBombError as error:  # a tile this large is not a tile: a scene
+        raise ImageReadError(path, f"too large for a tile ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:  # truncated / corrupt data
         raise ImageReadError(path, f"corrupt or truncated image ({error})") from None
     pixels, conversion = to_rgb_uint8(array)
