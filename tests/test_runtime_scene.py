@@ -150,3 +150,39 @@ def test_cli_scene_outputs_and_errors(tmp_path, capsys, monkeypatch):
     assert main(["--model", str(model), str(empty)]) == 2
     with pytest.raises(SceneError):
         Classifier.load(model).classify_scene(tmp_path / "missing.tif")
+
+
+def test_without_rasterio_geotiff_needs_the_geo_extra(tmp_path, clf, monkeypatch):
+    import rfmml.runtime.outputs as outputs
+    import rfmml.runtime.scene_io as scene_io
+
+    monkeypatch.setattr(scene_io, "have_rasterio", lambda: False)
+    monkeypatch.setattr(outputs, "have_rasterio", lambda: False)
+    geotiff = write_geotiff(tmp_path / "geo.tif", mosaic(LABELS))
+    with pytest.raises(SceneError, match=r'pip install "rfmml\[geo\]"'):
+        clf.classify_scene(geotiff)
+    plain = tmp_path / "plain.tif"
+    Image.fromarray(mosaic(LABELS)).save(plain)  # a TIFF without geo tags: Pillow reads it
+    result = clf.classify_scene(plain)
+    np.testing.assert_array_equal(result.class_map, np.where(LABELS < 0, SKIPPED, LABELS))
+    with pytest.raises(SceneError, match=r'pip install "rfmml\[geo\]"'):
+        write_class_map(result, tmp_path / "map.tif")
+
+
+def test_progress_line_reports_rate():
+    import io
+
+    from rfmml.runtime.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(total=10, label="classifying", stream=stream, log_interval=0.0)
+    progress.update(4)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("classifying 4/10 tiles (40%)") and "tiles/s" in lines[0]
+    assert lines[-1].startswith("classifying 4/10 tiles")
+    silent = io.StringIO()
+    quiet = Progress(total=3, stream=silent, enabled=False)
+    quiet.update(3)
+    quiet.close()
+    assert silent.getvalue() == ""
