@@ -73,6 +73,8 @@ def test_eurosat_mosaic_class_map_equals_per_image_predictions(tmp_path, eurosat
     assert result.n_skipped == 0
     np.testing.assert_array_equal(result.class_map, expected.reshape(rows, cols))
     np.testing.assert_array_equal(result.scores, expected_scores.reshape(rows, cols))
+    one_by_one = np.array([clf.predict(image)[0][0] for image in chosen])  # each image on its own
+    np.testing.assert_array_equal(result.class_map, one_by_one.reshape(rows, cols))
     # a different batch size gives the same classes (scores may differ in the last float bits)
     np.testing.assert_array_equal(clf.classify_scene(scene, batch=7).class_map, result.class_map)
     out = write_class_map(result, tmp_path / "classes.tif")
