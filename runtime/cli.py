@@ -191,6 +191,12 @@ def run(options: InferOptions, stdout: TextIO | None = None, stderr: TextIO | No
     is_folder = options.input.is_dir()
     if not is_folder:
         _check_scene_outputs(options)
+    else:
+        scene_only = {"--tile": options.tile, "--stride": options.stride, "--bands": options.bands,
+                      "--csv": options.csv, "--quicklook": options.quicklook}  # fmt: skip
+        given = [flag for flag, value in scene_only.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to scenes; {options.input} is a folder of tiles")
     clf = Classifier.load(
         options.model,
         options.head_file,

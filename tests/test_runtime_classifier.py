@@ -121,6 +121,7 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, model, capsys):
         ["--model", str(tmp_path / "missing.onnx"), str(folder)],
         ["--model", str(model), str(tmp_path / "no-such-input")],
         ["--model", str(model), str(folder), "--batch", "0"],
+        ["--model", str(model), str(folder), "--tile", "64"],
         ["--model", str(model), str(folder), "--providers", "warp"],
         ["--model", str(model), str(folder), "--head", "svm", "--head", str(tmp_path / "x.npz")],
         ["--model", str(model)],
