@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 class Classifier:
     """An embedding session plus a head. Build with :meth:`load`."""
 
+    max_batch = 256  # images per session.run call in embed(); larger arrays are split
+
     def __init__(self, session, head: Head, kind: str = "proto", model_path: str | Path = "") -> None:
         self.session = session
         self.head = head
@@ -96,12 +98,19 @@ class Classifier:
         return np.ascontiguousarray(images)
 
     def embed(self, images: np.ndarray) -> np.ndarray:
-        """Embeddings float32 [B, D] of uint8 RGB [B, H, W, 3] (resized to the input size if needed)."""
+        """Embeddings float32 [B, D] of uint8 RGB [B, H, W, 3] (resized to the input size if needed).
+
+        Runs the session on chunks of at most ``max_batch`` images, so a large array does not become
+        one huge activation allocation.
+        """
         batch = self._prepare(images)
         if batch.shape[0] == 0:
             return np.zeros((0, self.head.embedding_dim), np.float32)
-        (embeddings,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
-        return np.asarray(embeddings, dtype=np.float32)
+        chunks = [
+            self.session.run([OUTPUT_NAME], {INPUT_NAME: batch[i : i + self.max_batch]})[0]
+            for i in range(0, len(batch), self.max_batch)
+        ]
+        return np.asarray(np.concatenate(chunks) if len(chunks) > 1 else chunks[0], dtype=np.float32)
 
     def predict_topk(self, images: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """Top-k class indices int64 [B, k] and scores float32 [B, k], best first."""

@@ -132,3 +132,11 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, model, capsys):
         assert len(err) == 1 and err[0].startswith("rfmml-infer: error:"), (argv, err)
     assert main(["--help"]) == 0
     assert "Examples" in capsys.readouterr().out
+
+
+def test_large_arrays_are_split_into_session_chunks(model):
+    clf = Classifier.load(model)
+    clf.max_batch = 3
+    batch = np.stack([uniform_tile(i % 4) for i in range(10)])
+    assert clf.predict(batch)[0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert clf.embed(batch).shape == (10, 3)
