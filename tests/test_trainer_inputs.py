@@ -70,6 +70,7 @@ def test_corrupt_jpeg(tmp_path, capsys):
     (data / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
     err = _run_bad(["--data", str(data), "--out", str(tmp_path / "r"), *FAST, "--train-frac", "0.9"], capsys)
     assert "broken.jpg" in err
+    assert not (tmp_path / "r").exists()  # nothing half-made is left behind
 
 
 def test_unknown_minority_name(tmp_path, capsys):

@@ -4,7 +4,7 @@ and :func:`load_run` for the exporter and comparison tools."""
 from __future__ import annotations
 
 import json
-import warnings
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,7 +141,7 @@ def _load_parts(split: Split, config: TrainConfig, say: Callable[[str], None]):
         say(f"loading {part}: {n} images at {config.image_size} px")
         parts[part] = load_part(split, part, config.image_size, cache, config.workers, conversions)
     if (message := conversion_message(conversions)) is not None:
-        warnings.warn(message, stacklevel=2)
+        print(f"rfmml-train: warning: {message}", file=sys.stderr)  # one line, every run
     return parts
 
 
@@ -162,16 +162,17 @@ def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str],
                 + " (the paper: wide_resnet50_2, 224 px, 80,000 + 2,000 episodes, lr 5e-6 / 1e-6)"
             )
         split = prepare_split(config)
+    else:
+        split = Split.load(run_dir / "split.json")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)  # the initial weights of a from-scratch backbone
+    model = build_model(config)  # before decoding: missing weights fail fast
+    parts = _load_parts(split, config, say)
+    if not resume:  # written once the data has decoded: bad input leaves no half-made run folder
         run_dir.mkdir(parents=True, exist_ok=True)
         split.save(run_dir / "split.json")
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
         (run_dir / "metrics.jsonl").write_text("")
-    else:
-        split = Split.load(run_dir / "split.json")
-    device = resolve_device(config.device)
-    parts = _load_parts(split, config, say)
-    torch.manual_seed(config.seed)  # the initial weights of a from-scratch backbone
-    model = build_model(config)
     position, optimizer_state = None, None
     if resume:
         state = load_checkpoint(run_dir / "last.pt", config.backbone)
