@@ -156,3 +156,32 @@ def test_help_has_examples(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     assert "Examples:" in text and "--int8" in text and "slower" not in text.split("--fp16")[0]
+
+
+def test_runtime_refuses_a_tampered_model(exported, tmp_path):
+    from rfmml.runtime.artifact import ArtifactError
+    from rfmml.runtime.classifier import Classifier
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(exported, model)
+    shutil.copy(exported.with_suffix(".npz"), model.with_suffix(".npz"))
+    Classifier.load(model)  # the pair as written loads
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not belong to"):
+        Classifier.load(model)
+
+
+def test_interrupted_export_writes_nothing(synthetic_run, tmp_path, monkeypatch):
+    import rfmml.export.pipeline as pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_quantize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.export_run(
+            synthetic_run, tmp_path / "m.onnx", log=lambda line: None, int8=True, progress=False
+        )
+    assert list(tmp_path.iterdir()) == []
