@@ -97,7 +97,7 @@ def execute(options: ExportOptions) -> int:
     "--fp16",
     is_flag=True,
     help="Also write MODEL.fp16.onnx (uint8 in, float32 out) for GPU "
-    "deployment; on a CPU fp16 runs no faster than fp32 (see BENCHMARKS.md).",
+    "deployment; on a CPU fp16 runs slower than fp32 (0.6-0.9x, see BENCHMARKS.md).",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option(

@@ -91,7 +91,7 @@ def embed_in_batches(
     for size in batch_sizes:
         out.append(np.asarray(embed(images[start : start + size]), dtype=np.float32))
         start += size
-    return np.concatenate(out, axis=0)
+    return np.concatenate(out, axis=0) if out else np.zeros((0, 0), np.float32)
 
 
 def compare(
@@ -188,7 +188,8 @@ def ort_session(model_bytes: bytes, threads: int | None = None):
 
 
 def embed_all(embed: Embedder, images, batch_size: int = 64, progress: str | None = None) -> np.ndarray:
-    """Embed uint8 images [N, H, W, 3] (numpy or torch, N >= 1) in fixed batches -> float32 [N, D]."""
+    """Embed uint8 images [N, H, W, 3] (numpy or torch) in fixed batches -> float32 [N, D] ([0, 0]
+    when N = 0)."""
     images = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
     sizes = [min(batch_size, len(images) - start) for start in range(0, len(images), batch_size)]
     return embed_in_batches(embed, images, sizes, progress)

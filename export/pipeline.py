@@ -157,40 +157,43 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     log(f"parity: {parity.summary()}")
     check(parity, "parity check (torch vs onnxruntime)")
 
+    # int8 / fp16 are checked against the float model on the validation images (or, when the split
+    # has none, on the parity images)
+    if len(inputs.val_labels):
+        check_images, check_labels, check_emb = inputs.val_images, inputs.val_labels, val_emb
+    else:
+        check_images, check_labels, check_emb = images, inputs.train_labels[pick], candidate
     val_accuracy = {"fp32": fitted.val_accuracy}
     metadata = {**inputs.metadata, **fitted.metadata, "parity": parity.to_dict(), "precision": "fp32"}
-    pairs: list[tuple[Path, bytes, Head]] = [(output, float_bytes, fitted.head_with(metadata))]
+    pairs: list[tuple[Path, bytes, dict]] = [(output, float_bytes, metadata)]
     variants: dict[str, ParityReport] = {}
-    for precision, wanted in (("int8", options.int8), ("fp16", options.fp16)):
-        if not wanted:
-            continue
+    for precision in [p for p, wanted in (("int8", options.int8), ("fp16", options.fp16)) if wanted]:
         if precision == "int8":
             log(
                 f"quantizing to int8 (static QDQ, per-channel, calibrated on {options.calibration_images} "
                 "training images) ..."
             )
-            calibration = inputs.train_images[
-                balanced_subset(inputs.train_labels, options.calibration_images, 1)
-            ]
-            data = _quantize(float_bytes, calibration)
+            pick_calibration = balanced_subset(inputs.train_labels, options.calibration_images, 1)
+            data = _quantize(float_bytes, inputs.train_images[pick_calibration])
         else:
             from rfmml.export.quantize import export_fp16
 
-            log("exporting fp16 (for GPUs: on a CPU fp16 is not faster, see BENCHMARKS.md) ...")
+            log("exporting fp16 (for GPUs: on a CPU fp16 is slower than fp32, see BENCHMARKS.md) ...")
             data = export_fp16(model, input_size, options.opset)
-        variant_emb = embed_all(ort_embedder(ort_session(data)), inputs.val_images, options.batch_size)
+        sizes = [
+            min(options.batch_size, len(check_emb) - s) for s in range(0, len(check_emb), options.batch_size)
+        ]
+        variant_emb = embed_in_batches(ort_embedder(ort_session(data)), check_images, sizes)
         report = compare(
-            val_emb,
+            check_emb,
             variant_emb,
             fitted.scorers,
             reference_name="onnxruntime fp32",
             candidate_name=f"onnxruntime {precision}",
-            batch_sizes=[
-                min(options.batch_size, len(val_emb) - s) for s in range(0, len(val_emb), options.batch_size)
-            ],
+            batch_sizes=sizes,
             min_agreement=options.min_agreement,
         )
-        val_accuracy[precision] = fitted.accuracy(variant_emb, inputs.val_labels)
+        val_accuracy[precision] = fitted.accuracy(variant_emb, check_labels)
         log(f"{precision}: {report.summary()}")
         log(
             f"{precision}: validation accuracy {_fmt(val_accuracy[precision])} "
@@ -198,17 +201,12 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
         )
         check(report, f"{precision} check (against the float model; lower --min-agreement to accept)")
         variants[precision] = report
-        meta = {
-            **metadata,
-            "precision": precision,
-            "parity_vs_fp32": report.to_dict(),
-            "val_accuracy": val_accuracy,
-        }
-        pairs.append((variant_path(output, precision), data, fitted.head_with(meta)))
+        meta = {**metadata, "precision": precision, "parity_vs_fp32": report.to_dict()}
+        pairs.append((variant_path(output, precision), data, meta))
 
-    metadata["val_accuracy"] = val_accuracy
-    pairs[0] = (output, float_bytes, fitted.head_with(metadata))
-    heads = write_pairs(pairs, force=options.force)
+    for _, _, meta in pairs:
+        meta["val_accuracy"] = dict(val_accuracy)  # every precision measured, in every head
+    heads = write_pairs([(path, data, fitted.head_with(meta)) for path, data, meta in pairs], options.force)
     written = {path: head for (path, _, _), head in zip(pairs, heads, strict=True)}
     for path in written:
         log(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) + {path.with_suffix('.npz').name}")
