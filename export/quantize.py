@@ -1,12 +1,13 @@
 """Reduced-precision variants of an exported float model: int8 (static QDQ) and fp16.
 
-int8: ``onnxruntime.quantization.quantize_static``, QDQ format, per-channel int8 weights, uint8
-activations, MinMax calibration on training images. The pre-processing at the head of the graph
-(the uint8 input, its transpose, the cast and the normalising Mul/Add) is excluded from
-quantization: left alone, the quantizer rounds the normalisation constants to 8 bits and quantizes
-the cast image once more before the first convolution, which costs accuracy for no speed (measured
-on resnet18 @64: max abs diff 0.31 -> 0.29 and faster, see BENCHMARKS.md). So the first tensor that
-is quantized is the normalised image, right at the first Conv.
+int8: ``onnxruntime.quantization.quantize_static``, QDQ format, per-channel int8 weights (7-bit
+range, see ``quantize_int8``), uint8 activations, MinMax calibration on training images. The
+pre-processing at the head of the graph (the uint8 input, its transpose, the cast and the
+normalising Mul/Add) is excluded from quantization: left alone, the quantizer rounds the
+normalisation constants to 8 bits and adds a quantize/dequantize pair on the cast image and after
+each of Mul and Add. Measured on three conv4 EuroSAT runs (400 test images): excluded, max relative
+difference to fp32 0.027-0.032 and svm agreement 95.25-96.75 %; quantized, 0.029-0.033 and
+95.0-95.75 %. So the first tensor that is quantized is the normalised image, at the first Conv.
 
 fp16: the same torch model cast to float16 and exported again (``onnx_export.half_precision``): the
 input stays uint8 and the output float32, so the contract and the runtime are unchanged. It is meant
