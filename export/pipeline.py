@@ -31,7 +31,7 @@ from rfmml.export.parity import (
     parity_batches,
     torch_embedder,
 )
-from rfmml.export.runinput import load_inputs
+from rfmml.export.runinput import check_run_folder, load_inputs
 from rfmml.export.writer import existing_targets, write_pairs
 from rfmml.runtime.artifact import Head
 
@@ -101,6 +101,7 @@ def export_run(run_dir: str | Path, output: str | Path, log: Callable[[str], Non
 def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> ExportResult:
     """Run the whole export; raise ExportError / ParityError / run errors (one line) on failure."""
     started = time.perf_counter()
+    check_run_folder(Path(options.run), options.checkpoint)  # the run first: the likelier mistake
     output = Path(options.output)
     if output.suffix != ".onnx":
         raise ExportError(

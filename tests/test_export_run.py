@@ -26,8 +26,21 @@ def synthetic_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(synthetic_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("exported") / "model.onnx"
-    assert main(["--run", str(synthetic_run), str(out), "--no-progress"]) == 0
+    assert main(["--run", str(synthetic_run), str(out), "--int8", "--fp16", "--no-progress"]) == 0
     return out
+
+
+def test_variant_pairs(exported):
+    from rfmml.runtime.artifact import check_binding, load_head
+
+    float_head = load_head(exported.with_suffix(".npz"))
+    for precision in ("int8", "fp16"):
+        model = exported.with_name(f"model.{precision}.onnx")
+        head = load_head(model.with_suffix(".npz"))
+        check_binding(model, head, model.with_suffix(".npz"))
+        assert head.metadata["precision"] == precision and head.metadata["parity_vs_fp32"]["passed"]
+        assert set(head.metadata["val_accuracy"]) == {"fp32", "int8", "fp16"}
+        np.testing.assert_array_equal(head.prototypes, float_head.prototypes)  # heads of the float model
 
 
 def _one_line_error(capsys) -> str:
