@@ -164,3 +164,39 @@ def test_embedded_default_demo(tmp_path, capsys):
 def test_tiny_run_on_cuda(tmp_path):
     assert main([*TINY, "--out", str(tmp_path / "gpu"), "--device", "cuda"]) == 0
     _check_run_files(tmp_path / "gpu", classes=8)
+
+
+def test_resnet_from_weights_file_and_load_run_errors(tmp_path, capsys):
+    from rfmml.trainer.checkpoint import CheckpointError
+    from rfmml.trainer.errors import InputError
+    from rfmml.trainer.models import build_embedding_net
+
+    weights = tmp_path / "r18.pt"
+    torch.save(build_embedding_net("resnet18").backbone.state_dict(), weights)
+    out = tmp_path / "r18"
+    args = [
+        "--out",
+        str(out),
+        "--backbone",
+        "resnet18",
+        "--weights",
+        str(weights),
+        "--image-size",
+        "16",
+        "--ret-episodes",
+        "2",
+        "--acf-episodes",
+        "2",
+        "--no-progress",
+        "--svm-c",
+        "1",
+    ]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["backbone"] == "resnet18" and config["pretrained"] is False
+    assert load_run(out, "last.pt").model.embedding_dim == 512
+    (out / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_run(out)
+    with pytest.raises(InputError):
+        load_run(tmp_path / "nothing-here")
