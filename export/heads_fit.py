@@ -1,8 +1,9 @@
 """The heads of an export: prototypes and a one-vs-rest linear SVM with C chosen on validation.
 
-All fitting and scoring is ``rfmml.trainer.heads`` (one implementation, shared with the trainer's
-evaluation); this module only chooses C, assembles the artifact's ``Head`` and keeps score functions
-for the parity report. Embeddings here are float32 numpy [N, D], labels int64 [N].
+All fitting, scoring and the choice of C are the trainer's (``rfmml.trainer.heads`` and
+``rfmml.trainer.evaluate.choose_svm_c``: one implementation, shared with the run's eval.json); this
+module assembles the artifact's ``Head`` and keeps score functions for the parity reports.
+Embeddings here are float32 numpy [N, D], labels int64 [N].
 """
 
 from __future__ import annotations
@@ -65,11 +66,11 @@ class FittedHeads:
             for name, scorer in self.scorers.items()
         }
 
-    def head_with(self, metadata: dict, input_size: tuple[int, int] | None = None) -> Head:
+    def head_with(self, metadata: dict) -> Head:
         """The artifact's Head (digest left empty: the writer fills it from the model bytes)."""
         return Head(
             class_names=self.class_names,
-            input_size=input_size or self.input_size,
+            input_size=self.input_size,
             distance=self.distance,
             prototypes=self.prototypes.astype(np.float32),
             majority=self.majority,
