@@ -24,6 +24,8 @@ FAST = [
     "--val-every",
     "2",
     "--no-progress",
+    "--threads",
+    "1",
     "--no-cache",
     "--svm-c",
     "1",

@@ -68,7 +68,9 @@ def _check_run_files(run_dir, classes: int) -> dict:
 
 def test_tiny_synthetic_run_resume_and_determinism(tmp_path, monkeypatch, capsys):
     full = tmp_path / "full"
+    threads = torch.get_num_threads()
     assert main([*TINY, "--out", str(full)]) == 0
+    assert torch.get_num_threads() == threads  # the synthetic default's 1 thread is for the run only
     assert "defaults shrunk" in capsys.readouterr().out
     _check_run_files(full, classes=8)
     records = _metrics(full)
@@ -104,7 +106,6 @@ def test_tiny_synthetic_run_resume_and_determinism(tmp_path, monkeypatch, capsys
     assert main([*TINY, "--out", str(full)]) == 2
 
 
-@pytest.mark.slow
 def test_eurosat_subset_learns(tmp_path, eurosat_root, capsys):
     """conv4 at 32 px, 30 training images per class (5 for 4 minority classes), 80 episodes."""
     out = tmp_path / "run"
@@ -140,12 +141,14 @@ def test_eurosat_subset_learns(tmp_path, eurosat_root, capsys):
         "--log-every",
         "5",
         "--no-progress",
+        "--threads",
+        "1",
         "--cache-dir",
         str(tmp_path / "cache"),
     ]
     assert main(args) == 0
     result = _check_run_files(out, classes=10)
-    # measured 0.53 (proto) and 0.58 (svm) on seed 0; chance is 0.10
+    # measured 0.58 (proto) and 0.59 (svm) on seed 0 with 1 thread (0.53 / 0.58 with 2); chance is 0.10
     assert result["proto"]["overall"] >= 0.30 and result["svm"]["overall"] >= 0.30
     assert result["n_test"] == {c: 20 for c in result["n_test"]}
     assert "proto" in capsys.readouterr().out
@@ -156,7 +159,7 @@ def test_embedded_default_demo(tmp_path, capsys):
     """`rfmml-train --out DIR` with no other flag: the synthetic set, about a minute on 2 CPU cores."""
     assert main(["--out", str(tmp_path / "demo"), "--no-progress"]) == 0
     result = _check_run_files(tmp_path / "demo", classes=8)
-    assert result["proto"]["overall"] >= 0.5  # measured 0.71; chance 0.125
+    assert result["proto"]["overall"] >= 0.5  # measured 0.71-0.75; chance 0.125
     assert "embedded synthetic" in capsys.readouterr().out
 
 

@@ -22,7 +22,7 @@ Examples:
   rfmml-train --data ~/AID --split runs/aid-s10/split.json --seed 2 --out runs/aid-s10-seed2
   rfmml-train --resume runs/aid-s10
 """
-RESUME_OVERRIDES = ("resume", "device", "progress", "workers", "cache_dir")
+RESUME_OVERRIDES = ("resume", "device", "progress", "workers", "threads", "cache_dir", "no_cache")
 
 
 @click.command(
@@ -95,6 +95,7 @@ RESUME_OVERRIDES = ("resume", "device", "progress", "workers", "cache_dir")
     type=click.Path(file_okay=False),
     help="Decoded-image cache [default: $RFMML_CACHE or ~/.cache/rfmml].",
 )
+@click.option("--threads", type=int, help="torch CPU threads, 0: torch's default [default: 0; synthetic: 1].")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the decoded-image cache.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
@@ -110,7 +111,7 @@ def command(ctx: click.Context, **opts) -> None:
         if extra:
             raise InputError(f"--resume takes its settings from the run; drop --{extra[0].replace('_', '-')}")
         config = read_config(opts["resume"]).replace(out=opts["resume"])
-        overrides = {k: opts[k] for k in given if k in ("device", "progress", "workers")}
+        overrides = {k: opts[k] for k in given if k in ("device", "progress", "workers", "threads")}
         if ctx.get_parameter_source("cache_dir") != ParameterSource.DEFAULT or opts["no_cache"]:
             overrides["cache_dir"] = "" if opts["no_cache"] else opts["cache_dir"]
         run_training(config.replace(**overrides), resume=True)
@@ -164,6 +165,7 @@ def command(ctx: click.Context, **opts) -> None:
         svm_c=tuple(opts["svm_c"]) or TrainConfig.svm_c,
         svm_class_weight=opts["svm_class_weight"],
         svm_l2_normalize=opts["svm_l2_normalize"],
+        threads=opts["threads"],
         batch_size=opts["batch_size"],
         workers=opts["workers"],
         cache_dir="" if opts["no_cache"] else opts["cache_dir"],

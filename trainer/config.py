@@ -27,6 +27,7 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "acf_lr": 1e-6,
     "val_every": 1_000,
     "log_every": 50,
+    "threads": 0,
 }
 SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "backbone": "conv4",
@@ -38,6 +39,7 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "acf_lr": 2e-4,
     "val_every": 100,
     "log_every": 10,
+    "threads": 1,  # tiny models: one thread is as fast, and robust on a shared CPU
 }
 
 
@@ -83,6 +85,7 @@ class TrainConfig:
     # plumbing
     batch_size: int = 256
     workers: int = 0  # decode threads; 0: one per CPU (at most 16)
+    threads: int | None = None  # torch CPU threads; 0: torch's default
     cache_dir: str | None = None  # None: $RFMML_CACHE or ~/.cache/rfmml; "" disables the cache
     progress: bool = True
 
@@ -151,6 +154,7 @@ def validate(config: TrainConfig) -> None:
         (config.svm_class_weight in ("balanced", "none"), "--svm-class-weight must be balanced or none"),
         (all(c > 0 for c in config.svm_c) and len(config.svm_c) > 0, "--svm-c values must be > 0"),
         (config.batch_size >= 1, "--batch-size must be at least 1"),
+        (config.threads is None or config.threads >= 0, "--threads must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:

@@ -146,7 +146,18 @@ def _load_parts(split: Split, config: TrainConfig, say: Callable[[str], None]):
 
 
 def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str], None] = print) -> dict:
-    """Train (or resume) the run in ``config.out``; return the eval.json dict."""
+    """Train (or resume) the run in ``config.out``; return the eval.json dict.
+
+    torch's CPU thread count is set to ``config.threads`` (when > 0) for the run and restored after.
+    """
+    threads = torch.get_num_threads()
+    try:
+        return _run_training(config, resume, say)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_training(config: TrainConfig, resume: bool, say: Callable[[str], None]) -> dict:
     run_dir = Path(config.out)
     if not resume:
         validate(config)
@@ -165,6 +176,8 @@ def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str],
     else:
         split = Split.load(run_dir / "split.json")
     device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)  # the initial weights of a from-scratch backbone
     model = build_model(config)  # before decoding: missing weights fail fast
     parts = _load_parts(split, config, say)
