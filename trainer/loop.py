@@ -112,9 +112,9 @@ def train(
     log.truncate_after(names, position)
     cuda = device.type == "cuda"
     augment = Augmenter(data.train_images.shape[1], device) if config.augment else None
-    has_val = data.val_images.shape[0] > 0
     total = sum(p.episodes for p in phases)
     start_time = time.perf_counter() - position.elapsed
+    checkpointer = Checkpointer(model, data, config, device, sampler, run_dir, log, start_time)
     bar = _progress(total, position.step, config.progress)
     model.train()
     for index in range(position.phase, len(phases)):
@@ -168,63 +168,62 @@ def train(
                 window_acc.zero_()
                 window_start, window_n = time.perf_counter(), 0
             if episode % config.val_every == 0 or last:
-                _validate_and_save(
-                    model,
-                    data,
-                    config,
-                    device,
-                    phase,
-                    position,
-                    optimizer,
-                    sampler,
-                    run_dir,
-                    log,
-                    has_val,
-                    start_time,
-                )
+                checkpointer.validate_and_save(phase, position, optimizer)
         position.episode = phase.episodes
     bar.close()
     return position
 
 
-def _validate_and_save(
-    model, data, config, device, phase, position, optimizer, sampler, run_dir, log, has_val, start_time
-) -> None:
-    state = {
-        "backbone": config.backbone,
-        "config": config.to_dict(),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "phase": phase.name,
-        "phase_index": position.phase,
-        "episode": position.episode,
-        "step": position.step,
-        "rng": sampler.state(),
-        "best_val": position.best_val,
-        "extra": {},
-    }
-    if has_val:
-        report = validate(model, data, config, device)
-        log.write(
-            {
-                "kind": "val",
-                "phase": phase.name,
-                "episode": position.episode,
-                "val_overall": report["overall"],
-                "val_majority": report["majority"],
-                "val_minority": report["minority"],
-                "seconds": round(time.perf_counter() - start_time, 3),
-            }
-        )
-        if report["overall"] > position.best_val:
-            position.best_val = report["overall"]
-            state["best_val"] = position.best_val
-            save_checkpoint(run_dir / "best.pt", {**state, "optimizer": None, "val": report})
-    else:  # no validation images: the latest weights are the best we know
-        save_checkpoint(run_dir / "best.pt", {**state, "optimizer": None})
-    position.elapsed = time.perf_counter() - start_time
-    state["elapsed"] = position.elapsed
-    save_checkpoint(run_dir / "last.pt", state)
+@dataclass
+class Checkpointer:
+    """Validates and writes ``best.pt`` / ``last.pt`` (atomically) and the validation records."""
+
+    model: torch.nn.Module
+    data: TrainData
+    config: TrainConfig
+    device: torch.device
+    sampler: EpisodeSampler
+    run_dir: Path
+    log: MetricsLog
+    start_time: float
+
+    def validate_and_save(self, phase: Phase, position: Position, optimizer: torch.optim.Optimizer) -> None:
+        """Validate (when there are validation images), keep best.pt, write last.pt."""
+        state = {
+            "backbone": self.config.backbone,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "phase": phase.name,
+            "phase_index": position.phase,
+            "episode": position.episode,
+            "step": position.step,
+            "rng": self.sampler.state(),
+            "best_val": position.best_val,
+            "extra": {},
+        }
+        if self.data.val_images.shape[0] > 0:
+            report = validate(self.model, self.data, self.config, self.device)
+            self.log.write(
+                {
+                    "kind": "val",
+                    "phase": phase.name,
+                    "episode": position.episode,
+                    "val_overall": report["overall"],
+                    "val_majority": report["majority"],
+                    "val_minority": report["minority"],
+                    "seconds": round(time.perf_counter() - self.start_time, 3),
+                }
+            )
+            if report["overall"] > position.best_val:
+                position.best_val = report["overall"]
+                state["best_val"] = position.best_val
+                save_checkpoint(self.run_dir / "best.pt", {**state, "optimizer": None, "val": report})
+        else:  # no validation images: the latest weights are the best we know
+            save_checkpoint(self.run_dir / "best.pt", {**state, "optimizer": None})
+        position.elapsed = time.perf_counter() - self.start_time
+        state["elapsed"] = position.elapsed
+        save_checkpoint(self.run_dir / "last.pt", state)
 
 
 def _progress(total: int, initial: int, enabled: bool):
