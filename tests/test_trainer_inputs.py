@@ -111,9 +111,11 @@ def test_gray_and_rgba_converted_with_one_warning(tmp_path, capsys):
     data = _folder(tmp_path / "data", {"a": 8, "b": 8})
     _folder(data, {"a": 3}, mode="L")  # overwrites 3 files of class a as grayscale
     _folder(data, {"b": 2}, mode="RGBA")
+    wide = np.random.default_rng(1).integers(0, 65535, (20, 20), dtype=np.uint16)
+    Image.fromarray(wide).save(data / "b" / "sixteen.png")  # 16-bit grayscale
     assert main(["--data", str(data), "--out", str(tmp_path / "r"), *FAST, "--train-frac", "0.5"]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and "converted 5 image(s)" in warnings[0], warnings
+    assert len(warnings) == 1 and "converted 6 image(s)" in warnings[0] and "16-bit" in warnings[0], warnings
 
 
 def test_load_part_cache(tmp_path):
