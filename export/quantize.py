@@ -28,11 +28,12 @@ from rfmml.export.onnx_export import INPUT_NAME, check_onnx
 _COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 
 
-def preprocessing_nodes(model_proto) -> list[str]:
+def preprocessing_nodes(model_proto, include_first_compute: bool = False) -> list[str]:
     """Names of the nodes between the ``images`` input and the first compute op (Conv/MatMul/Gemm).
 
     These are the uint8 -> normalised float pre-processing (Transpose, Cast, Mul, Add) and the
-    shape bookkeeping that reads the input's batch size; they stay in float.
+    shape bookkeeping that reads the input's batch size; they stay in float. With
+    ``include_first_compute`` the compute ops that read the normalised image (the first Conv) too.
     """
     consumers: dict[str, list] = {}
     for node in model_proto.graph.node:
@@ -44,9 +45,13 @@ def preprocessing_nodes(model_proto) -> list[str]:
     while frontier:
         tensor = frontier.pop()
         for node in consumers.get(tensor, []):
-            if node.op_type in _COMPUTE_OPS or node.name in seen:
+            if node.name in seen:
                 continue
             seen.add(node.name)
+            if node.op_type in _COMPUTE_OPS:
+                if include_first_compute:
+                    excluded.append(node.name)
+                continue
             excluded.append(node.name)
             frontier.extend(node.output)
     return excluded
@@ -76,6 +81,7 @@ def quantize_int8(
     batch_size: int = 32,
     per_channel: bool = True,
     reduce_range: bool = True,
+    float_first_conv: bool = True,
 ) -> bytes:
     """Static QDQ int8 quantization of a float model (serialised bytes) -> serialised int8 model.
 
@@ -84,6 +90,8 @@ def quantize_int8(
     the AMD EPYC Zen 2 of the development machines) saturate the int16 sums of u8 x s8 products:
     measured on a conv4 EuroSAT run, the int8 embeddings' min cosine to fp32 was 0.92 without and
     0.9996 with it. It costs next to nothing on VNNI CPUs, and the artifact may be deployed on either.
+    ``float_first_conv`` (default on): the first convolution, the one that reads the image, stays in
+    float (with its 3 input channels it is a small share of the work; see BENCHMARKS.md).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -96,7 +104,7 @@ def quantize_int8(
         float_path.write_bytes(model_bytes)
         # shape inference + graph cleanup, as onnxruntime recommends before static quantization
         quant_pre_process(str(float_path), str(pre_path), skip_symbolic_shape=True)
-        excluded = preprocessing_nodes(onnx.load(str(pre_path)))
+        excluded = preprocessing_nodes(onnx.load(str(pre_path)), include_first_compute=float_first_conv)
         quantize_static(
             str(pre_path),
             str(int8_path),
