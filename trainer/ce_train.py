@@ -29,9 +29,7 @@ from rfmml.trainer.ce_losses import (
 from rfmml.trainer.checkpoint import save_checkpoint
 from rfmml.trainer.config import TrainConfig
 from rfmml.trainer.heads import accuracy_report, embed
-from rfmml.trainer.loop import MetricsLog, TrainData, progress_bar
-
-CE_METHODS = ("plain", "reweight", "resample", "logit-adjust")
+from rfmml.trainer.loop import MetricsLog, Position, TrainData, progress_bar
 
 
 @dataclass
@@ -54,6 +52,11 @@ def ce_loss_fn(method: str, counts: torch.Tensor, tau: float):
         log_pi = log_prior(counts)
         return lambda logits, labels: logit_adjusted_loss(logits, labels, log_pi.to(logits.device), tau)
     raise ValueError(f"not a cross-entropy method: {method!r}")
+
+
+def epoch_lr(lr: float, step: int, epoch: int) -> float:
+    """The paper's schedule: ``lr`` divided by 5 every ``step`` epochs (epochs count from 1)."""
+    return lr * 0.2 ** ((epoch - 1) // step)
 
 
 def epoch_order(method: str, labels: torch.Tensor, n_classes: int, gen: torch.Generator) -> torch.Tensor:
@@ -95,18 +98,17 @@ def train_cross_entropy(
     optimizer = torch.optim.Adam(params, lr=config.lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
-    schedule = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, gamma=0.2, last_epoch=-1)
-    for _ in range(position.epoch):  # the schedule is a function of the epoch: replay it
-        schedule.step()
     augment = Augmenter(data.train_images.shape[1], device) if config.augment else None
     log = MetricsLog(run_dir / "metrics.jsonl")
-    log.truncate_after(["ce"], _as_position(position))
+    log.truncate_after(["ce"], Position(phase=0, episode=position.epoch))
     cuda = device.type == "cuda"
     batches = -(-data.train_images.shape[0] // config.ce_batch)
     bar = progress_bar(config.epochs * batches, position.epoch * batches, config.progress)
     start_time = time.perf_counter() - position.elapsed
     for epoch in range(position.epoch + 1, config.epochs + 1):
         model.train()
+        for group in optimizer.param_groups:  # a pure function of the epoch, so resume needs no state
+            group["lr"] = epoch_lr(config.lr, config.lr_step, epoch)
         order = epoch_order(config.method, data.train_labels, n_classes, gen)
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
@@ -124,7 +126,6 @@ def train_cross_entropy(
             total_loss += loss.detach() * labels.shape[0]
             correct += (logits.argmax(1) == labels).sum()
             bar.update(1)
-        schedule.step()
         position.epoch = epoch
         position.elapsed = time.perf_counter() - start_time
         n = order.shape[0]
@@ -178,9 +179,3 @@ def train_cross_entropy(
         save_checkpoint(run_dir / "last.pt", state)
     bar.close()
     return position
-
-
-def _as_position(position: EpochPosition):
-    from rfmml.trainer.loop import Position
-
-    return Position(phase=0, episode=position.epoch)

@@ -37,7 +37,14 @@ RESUME_OVERRIDES = ("resume", "device", "progress", "workers", "threads", "cache
 @click.option(
     "--resume", type=click.Path(file_okay=False), help="Continue the run in this folder from last.pt."
 )
-@click.option("--method", type=click.Choice(METHODS), default="rfmml", show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="rfmml",
+    show_default=True,
+    help="rfmml (RET + ACF); ablations rfmml-no-ret, rfmml-no-acf; protonet (fixed all-class episodes); "
+    "cross-entropy baselines with a linear layer: plain, reweight, resample, logit-adjust.",
+)
 @click.option("--split", "split_file", type=click.Path(dir_okay=False), help="Reuse a split.json.")
 @click.option("--train-frac", type=float, help="Training fraction per class [default: 0.5].")
 @click.option("--train-per-class", type=int, help="Training images per class (instead of --train-frac).")
@@ -77,6 +84,26 @@ RESUME_OVERRIDES = ("resume", "device", "progress", "workers", "threads", "cache
     "--val-every", type=int, help="Validate every this many episodes [default: 1000; synthetic: 100]."
 )
 @click.option("--log-every", type=int, help="Log every this many episodes [default: 50; synthetic: 10].")
+@click.option("--epochs", type=int, help="Cross-entropy methods: epochs [default: 600; synthetic: 15].")
+@click.option("--lr", type=float, help="Cross-entropy methods: Adam lr [default: 1e-4; synthetic: 1e-3].")
+@click.option(
+    "--lr-step",
+    type=int,
+    help="Cross-entropy methods: lr / 5 every this many epochs [default: 200; synthetic: 10].",
+)
+@click.option(
+    "--ce-batch", type=int, default=64, show_default=True, help="Cross-entropy methods: batch size."
+)
+@click.option(
+    "--la-tau",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="logit-adjust: strength tau of the adjustment.",
+)
+@click.option(
+    "--init", "init_run", type=click.Path(file_okay=False), help="Start the backbone from this run's best.pt."
+)
 @click.option(
     "--svm-c", type=float, multiple=True, help="SVM C grid, chosen on validation [default: 0.01 0.1 1 10]."
 )
@@ -100,8 +127,9 @@ RESUME_OVERRIDES = ("resume", "device", "progress", "workers", "threads", "cache
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
 def command(ctx: click.Context, **opts) -> None:
-    """Train an RF-MML embedding (RET on majority classes, then ACF on all classes) and evaluate the
-    Proto and SVM heads on the test split. Writes RUN/config.json, split.json, metrics.jsonl,
+    """Train an RF-MML embedding (RET on majority classes, then ACF on all classes), or a baseline
+    (--method), and evaluate the Proto and SVM heads (and the linear layer of cross-entropy
+    baselines) on the test split. Writes RUN/config.json, split.json, metrics.jsonl,
     last.pt, best.pt and eval.json."""
     from rfmml.trainer.run import read_config, run_training
 
@@ -162,6 +190,12 @@ def command(ctx: click.Context, **opts) -> None:
         augment=opts["augment"],
         val_every=opts["val_every"],
         log_every=opts["log_every"],
+        epochs=opts["epochs"],
+        lr=opts["lr"],
+        lr_step=opts["lr_step"],
+        ce_batch=opts["ce_batch"],
+        la_tau=opts["la_tau"],
+        init=opts["init_run"],
         svm_c=tuple(opts["svm_c"]) or TrainConfig.svm_c,
         svm_class_weight=opts["svm_class_weight"],
         svm_l2_normalize=opts["svm_l2_normalize"],

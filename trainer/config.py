@@ -12,7 +12,12 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
-METHODS = ("rfmml",)
+EPISODIC_METHODS = ("rfmml", "protonet", "rfmml-no-ret", "rfmml-no-acf")
+CE_METHODS = ("plain", "reweight", "resample", "logit-adjust")
+METHODS = EPISODIC_METHODS + CE_METHODS
+# Settings that only one family of methods reads (the "defaults shrunk" message names the others only).
+CE_ONLY = ("epochs", "lr", "lr_step")
+EPISODIC_ONLY = ("ret_episodes", "acf_episodes", "ret_lr", "acf_lr", "val_every", "log_every")
 DISTANCES = ("euclidean", "sqeuclidean")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -28,6 +33,10 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "val_every": 1_000,
     "log_every": 50,
     "threads": 0,
+    # cross-entropy baselines: Adam, lr / 5 every 200 epochs (the paper's schedule)
+    "epochs": 600,
+    "lr": 1e-4,
+    "lr_step": 200,
 }
 SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "backbone": "conv4",
@@ -40,6 +49,9 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "val_every": 100,
     "log_every": 10,
     "threads": 1,  # tiny models: one thread is as fast, and robust on a shared CPU
+    "epochs": 15,
+    "lr": 1e-3,
+    "lr_step": 10,
 }
 
 
@@ -78,6 +90,13 @@ class TrainConfig:
     augment: bool = True
     val_every: int | None = None
     log_every: int | None = None
+    # cross-entropy baselines (--method plain|reweight|resample|logit-adjust)
+    epochs: int | None = None
+    lr: float | None = None
+    lr_step: int | None = None  # divide the learning rate by 5 every this many epochs
+    ce_batch: int = 64
+    la_tau: float = 1.0  # logit adjustment strength
+    init: str | None = None  # start the backbone from this run's best.pt
     # heads and evaluation
     svm_c: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
     svm_class_weight: str = "balanced"
@@ -122,9 +141,10 @@ def resolve_defaults(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
     changes = {k: v for k, v in table.items() if getattr(config, k) is None}
     if config.pretrained is None and config.backbone == "conv4":
         changes["pretrained"] = False
-    if config.pretrained is None and config.weights is not None:
+    if config.pretrained is None and (config.weights is not None or config.init is not None):
         changes["pretrained"] = False
-    shrunk = sorted(changes) if config.synthetic else []
+    irrelevant = EPISODIC_ONLY if config.method in CE_METHODS else CE_ONLY
+    shrunk = sorted(k for k in changes if k not in irrelevant) if config.synthetic else []
     if config.train_frac is None and config.train_per_class is None:
         changes["train_frac"] = 0.5
     return config.replace(**changes), shrunk
@@ -155,6 +175,11 @@ def validate(config: TrainConfig) -> None:
         (all(c > 0 for c in config.svm_c) and len(config.svm_c) > 0, "--svm-c values must be > 0"),
         (config.batch_size >= 1, "--batch-size must be at least 1"),
         (config.threads is None or config.threads >= 0, "--threads must be >= 0"),
+        (config.epochs is None or config.epochs >= 1, "--epochs must be at least 1"),
+        (config.lr is None or config.lr > 0, "--lr must be > 0"),
+        (config.lr_step is None or config.lr_step >= 1, "--lr-step must be at least 1"),
+        (config.ce_batch >= 1, "--ce-batch must be at least 1"),
+        (config.weights is None or config.init is None, "give --weights FILE or --init RUN, not both"),
     ]
     for ok, message in checks:
         if not ok:

@@ -34,8 +34,14 @@ def evaluate_heads(
     majority: list[str],
     config: TrainConfig,
     device: torch.device,
+    linear: torch.nn.Module | None = None,
 ) -> dict:
-    """``parts``: {"train"|"val"|"test": (images uint8 [N,S,S,3], labels int64 [N])} -> eval.json dict."""
+    """``parts``: {"train"|"val"|"test": (images uint8 [N,S,S,3], labels int64 [N])} -> eval.json dict.
+
+    ``linear`` (cross-entropy methods): the trained classifier layer, reported as the "linear" head.
+    Every head also gets its test confusion matrix (rows: true class, columns: predicted) under
+    "confusion".
+    """
     n_classes = len(classes)
     emb = {name: embed(model, images, config.batch_size, device) for name, (images, _) in parts.items()}
     labels = {name: lab.cpu() for name, (_, lab) in parts.items()}
@@ -45,8 +51,12 @@ def evaluate_heads(
 
     result: dict = {"method": config.method}
     test_emb, test_labels = emb["test"], labels["test"]
+    predictions: dict[str, torch.Tensor] = {}
+    if linear is not None:
+        with torch.no_grad():
+            predictions["linear"] = linear.cpu()(test_emb).argmax(1)
     prototypes = fit_prototypes(emb["train"], labels["train"], n_classes)
-    result["proto"] = report(proto_scores(test_emb, prototypes, config.distance).argmax(1), test_labels)
+    predictions["proto"] = proto_scores(test_emb, prototypes, config.distance).argmax(1)
     best_c, by_c = choose_svm_c(
         emb["train"], labels["train"], emb["val"], labels["val"], n_classes, config, report
     )
@@ -54,9 +64,14 @@ def evaluate_heads(
     coef, intercept = fit_svm(
         emb["train"], labels["train"], n_classes, best_c, weight, config.svm_l2_normalize
     )
-    result["svm"] = report(
-        svm_scores(test_emb, coef, intercept, config.svm_l2_normalize).argmax(1), test_labels
-    )
+    predictions["svm"] = torch.as_tensor(
+        svm_scores(test_emb, coef, intercept, config.svm_l2_normalize)
+    ).argmax(1)
+    for head, pred in predictions.items():
+        result[head] = report(pred, test_labels)
+    result["confusion"] = {
+        head: confusion_matrix(pred, test_labels, n_classes) for head, pred in predictions.items()
+    }
     counts = np.bincount(test_labels.numpy(), minlength=n_classes)
     result["n_test"] = {name: int(counts[i]) for i, name in enumerate(classes)}
     result["svm_params"] = {
@@ -66,6 +81,12 @@ def evaluate_heads(
         "val_overall_by_C": {str(c): a for c, a in by_c.items()},
     }
     return result
+
+
+def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> list[list[int]]:
+    """[C][C] counts: row = true class, column = predicted class."""
+    flat = torch.as_tensor(labels).long() * n_classes + torch.as_tensor(pred).long()
+    return torch.bincount(flat, minlength=n_classes * n_classes).view(n_classes, n_classes).tolist()
 
 
 def summary_table(result: dict, minority: list[str]) -> str:

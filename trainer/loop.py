@@ -115,7 +115,7 @@ def train(
     total = sum(p.episodes for p in phases)
     start_time = time.perf_counter() - position.elapsed
     checkpointer = Checkpointer(model, data, config, device, sampler, run_dir, log, start_time)
-    bar = _progress(total, position.step, config.progress)
+    bar = progress_bar(total, position.step, config.progress)
     model.train()
     for index in range(position.phase, len(phases)):
         phase = phases[index]
@@ -226,7 +226,7 @@ class Checkpointer:
         save_checkpoint(self.run_dir / "last.pt", state)
 
 
-def _progress(total: int, initial: int, enabled: bool):
+def progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import torch
 
+from rfmml.trainer.ce_train import EpochPosition, train_cross_entropy
 from rfmml.trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rfmml.trainer.config import TrainConfig, resolve_defaults, validate
+from rfmml.trainer.config import CE_METHODS, TrainConfig, resolve_defaults, validate
 from rfmml.trainer.data import conversion_message, default_cache_dir, load_part
 from rfmml.trainer.errors import InputError
 from rfmml.trainer.evaluate import evaluate_heads, summary_table
 from rfmml.trainer.loop import Phase, Position, TrainData, train
 from rfmml.trainer.models import EmbeddingNet, WeightsUnavailableError, build_embedding_net
-from rfmml.trainer.sampler import EpisodeSampler, acf_spec, ret_spec
+from rfmml.trainer.sampler import EpisodeSampler, EpisodeSpec, acf_spec, ret_spec
 from rfmml.trainer.split import Split, make_split, scan_folder
 
 PROTOCOL_FIELDS = (
@@ -102,23 +103,39 @@ def n_max_of(split: Split, config: TrainConfig) -> int:
 
 
 def build_model(config: TrainConfig) -> EmbeddingNet:
+    """The run's embedding network; ``--init RUN`` loads that run's best.pt backbone weights."""
+    weights = config.weights
+    if config.init is not None:
+        weights = Path(config.init) / "best.pt"
+        if not weights.is_file():
+            raise InputError(f"--init {config.init}: no best.pt there (is it a finished rfmml-train run?)")
     try:
-        return build_embedding_net(config.backbone, bool(config.pretrained), config.weights)
+        return build_embedding_net(config.backbone, bool(config.pretrained), weights)
     except WeightsUnavailableError as error:
         raise InputError(str(error)) from None
 
 
 def _phases(config: TrainConfig, split: Split, sampler: EpisodeSampler) -> list[Phase]:
+    """The episodic phases of ``config.method``: rfmml = RET then ACF; rfmml-no-ret = ACF only;
+    rfmml-no-acf = RET only; protonet = fixed episodes on all classes (K = |C|, N = N_max - 1,
+    balanced queries) for ``ret_episodes`` at ``ret_lr``."""
     n_max = n_max_of(split, config)
     majority = [split.classes.index(c) for c in split.majority]
+    n_classes = len(split.classes)
     phases = []
-    if config.ret_episodes:
+    if config.method == "protonet":
+        shots = max(1, n_max - 1)
+        spec = EpisodeSpec(
+            tuple(range(n_classes)), n_classes, n_classes, shots, shots, config.queries, "balanced", n_max
+        )
+        phases.append(Phase("protonet", config.ret_episodes, config.ret_lr, spec))
+    if config.ret_episodes and config.method in ("rfmml", "rfmml-no-acf"):
         if len(majority) < 2:
             raise InputError("RET needs at least 2 majority classes; pass --ret-episodes 0")
         phases.append(
             Phase("ret", config.ret_episodes, config.ret_lr, ret_spec(majority, n_max, config.queries))
         )
-    if config.acf_episodes:
+    if config.acf_episodes and config.method in ("rfmml", "rfmml-no-ret"):
         phases.append(
             Phase(
                 "acf", config.acf_episodes, config.acf_lr, acf_spec(len(split.classes), n_max, config.queries)
@@ -204,10 +221,6 @@ def _run_training(config: TrainConfig, resume: bool, say: Callable[[str], None])
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     train_images, train_labels = parts["train"]
-    sampler = EpisodeSampler(train_labels, len(split.classes), config.seed, device)
-    if resume:
-        sampler.load_state(state["rng"])
-    phases = _phases(config, split, sampler)
     data = TrainData(
         train_images.to(device),
         train_labels.to(device),
@@ -216,12 +229,33 @@ def _run_training(config: TrainConfig, resume: bool, say: Callable[[str], None])
         split.classes,
         split.majority,
     )
-    say(
-        f"training on {device}: {config.backbone}, {len(split.classes)} classes "
-        f"({len(split.minority)} minority), "
-        + ", ".join(f"{p.name} {p.episodes} episodes lr {p.lr:g}" for p in phases)
-    )
-    position = train(model, data, phases, config, run_dir, device, sampler, position, optimizer_state)
+    linear = None
+    if config.method in CE_METHODS:
+        linear = torch.nn.Linear(model.embedding_dim, len(split.classes)).to(device)
+        gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+        epoch_position = None
+        if resume:
+            linear.load_state_dict(state["linear"])
+            gen.set_state(state["rng"]["gen"])
+            epoch_position = EpochPosition(position.episode, position.best_val, position.elapsed)
+        say(
+            f"training on {device}: {config.backbone} + linear layer, {config.method} cross-entropy, "
+            f"{config.epochs} epochs, batch {config.ce_batch}, lr {config.lr:g} / 5 every {config.lr_step}"
+        )
+        train_cross_entropy(
+            model, linear, data, config, run_dir, device, gen, epoch_position, optimizer_state
+        )
+    else:
+        sampler = EpisodeSampler(train_labels, len(split.classes), config.seed, device)
+        if resume:
+            sampler.load_state(state["rng"])
+        phases = _phases(config, split, sampler)
+        say(
+            f"training on {device}: {config.backbone}, {config.method}, {len(split.classes)} classes "
+            f"({len(split.minority)} minority), "
+            + ", ".join(f"{p.name} {p.episodes} episodes lr {p.lr:g}" for p in phases)
+        )
+        train(model, data, phases, config, run_dir, device, sampler, position, optimizer_state)
     if not (run_dir / "best.pt").exists():  # no episodes at all: the initial weights
         save_checkpoint(
             run_dir / "best.pt",
@@ -239,7 +273,9 @@ def _run_training(config: TrainConfig, resume: bool, say: Callable[[str], None])
         )
     best = load_checkpoint(run_dir / "best.pt", config.backbone)
     model.load_state_dict(best["model"])
-    result = evaluate_heads(model, parts, split.classes, split.majority, config, device)
+    if linear is not None:
+        linear.load_state_dict(best["linear"])
+    result = evaluate_heads(model, parts, split.classes, split.majority, config, device, linear)
     result["checkpoint"] = {
         "file": "best.pt",
         "phase": best["phase"],
