@@ -19,6 +19,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "EuroSAT"
@@ -55,9 +56,13 @@ ALL_METHODS = (*METHOD_FLAGS, "warm")
 
 
 def run(command: list[str], log: Path) -> float:
-    print("$ " + " ".join(command[1:] if command[0].endswith("python") else command), flush=True)
+    """Run one command (printed as the user would type it), its output to ``log``; seconds taken."""
+    line = "$ rfmml-train " + " ".join(command[1:])
+    print(line, flush=True)
     start = time.perf_counter()
     with open(log, "w") as handle:
+        handle.write(line + "\n")
+        handle.flush()
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise SystemExit(f"command failed ({result.returncode}); see {log}")
@@ -78,6 +83,67 @@ def majority_only_split(split_path: Path, out: Path) -> Path:
     return out
 
 
+def train_command(
+    method: str, shots: int, seed: int, run_dir: Path, data: Path, extra: list[str]
+) -> list[str]:
+    flags = METHOD_FLAGS["rfmml" if method == "warm" else method]
+    head = [
+        str(BIN / "rfmml-train"),
+        "--data",
+        str(data),
+        "--method",
+        "rfmml" if method == "warm" else method,
+    ]
+    return [
+        *head,
+        *COMMON,
+        "--minority-shots",
+        str(shots),
+        *flags,
+        "--seed",
+        str(seed),
+        "--out",
+        str(run_dir),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def run_one(method: str, shots: int, seed: int, base: Path, data: Path, extra: list[str]) -> dict[str, float]:
+    """One method on one split (the warm start first trains plain on the majority classes)."""
+    run_dir = base / method
+    timings: dict[str, float] = {}
+    cmd = train_command(method, shots, seed, run_dir, data, extra)
+    if method == "warm":
+        warm = base / "plain-majority"
+        if not (warm / "eval.json").exists():
+            splits = sorted(base.glob("*/split.json"))
+            if not splits:
+                raise SystemExit(f"warm needs another run of {base} first (for its split)")
+            reduced = majority_only_split(splits[0], base / "majority_split.json")
+            pre = [
+                str(BIN / "rfmml-train"),
+                "--data",
+                str(data),
+                "--split",
+                str(reduced),
+                "--method",
+                "plain",
+                *COMMON[:6],
+                *CE,
+                "--seed",
+                str(seed),
+                "--out",
+                str(warm),
+                "--no-progress",
+                *extra,
+            ]
+            timings[str(warm)] = run(pre, base / "plain-majority.log")
+        cmd += ["--init", str(warm)]
+    timings[str(run_dir)] = run(cmd, base / f"{method}.log")
+    return timings
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,85 +153,29 @@ def main() -> int:
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once (each with 1 torch thread when > 1)"
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"EuroSAT not found at {args.data}: pass --data", file=sys.stderr)
         return 2
-    train = str(BIN / "rfmml-train")
-    commands: list[str] = []
-    timings: dict[str, float] = {}
+    extra = ["--threads", "1"] if args.jobs > 1 else []
+    tasks = []
     for shots in args.shots:
         for seed in args.seeds:
             base = args.out / f"s{shots}" / f"seed{seed}"
             base.mkdir(parents=True, exist_ok=True)
             for method in args.methods:
-                run_dir = base / method
-                if (run_dir / "eval.json").exists():
-                    continue
-                if method == "warm":
-                    warm = base / "plain-majority"
-                    if not (warm / "eval.json").exists():
-                        split = base / "plain" / "split.json"
-                        if not split.exists():
-                            raise SystemExit(f"warm needs {split}: run the plain method first")
-                        reduced = majority_only_split(split, base / "majority_split.json")
-                        cmd = [
-                            train,
-                            "--data",
-                            str(args.data),
-                            "--split",
-                            str(reduced),
-                            "--method",
-                            "plain",
-                            *COMMON[:6],
-                            *CE,
-                            "--seed",
-                            str(seed),
-                            "--out",
-                            str(warm),
-                            "--no-progress",
-                        ]
-                        commands.append(" ".join(cmd[1:]))
-                        timings[str(warm)] = run(cmd, base / "plain-majority.log")
-                    cmd = [
-                        train,
-                        "--data",
-                        str(args.data),
-                        "--method",
-                        "rfmml",
-                        "--init",
-                        str(warm),
-                        *COMMON,
-                        "--minority-shots",
-                        str(shots),
-                        *METHOD_FLAGS["rfmml"],
-                        "--seed",
-                        str(seed),
-                        "--out",
-                        str(run_dir),
-                        "--no-progress",
-                    ]
-                else:
-                    cmd = [
-                        train,
-                        "--data",
-                        str(args.data),
-                        "--method",
-                        method,
-                        *COMMON,
-                        "--minority-shots",
-                        str(shots),
-                        *METHOD_FLAGS[method],
-                        "--seed",
-                        str(seed),
-                        "--out",
-                        str(run_dir),
-                        "--no-progress",
-                    ]
-                commands.append(" ".join(cmd[1:]))
-                timings[str(run_dir)] = run(cmd, base / f"{method}.log")
-    (args.out / "commands.txt").write_text("\n".join(f"rfmml-train {c}" for c in commands) + "\n")
-    (args.out / "timings.json").write_text(json.dumps(timings, indent=1))
+                if not (base / method / "eval.json").exists():
+                    tasks.append((method, shots, seed, base))
+    tasks.sort(key=lambda t: t[0] == "warm")  # warm starts need another run's split: last
+    timings: dict[str, float] = {}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for result in pool.map(lambda t: run_one(*t, args.data, extra), tasks):
+            timings.update(result)
+    done = json.loads((args.out / "timings.json").read_text()) if (args.out / "timings.json").exists() else {}
+    (args.out / "timings.json").write_text(json.dumps({**done, **timings}, indent=1))
     compare = str(BIN / "rfmml-compare")
     for shots in args.shots:
         runs = sorted(
@@ -173,7 +183,8 @@ def main() -> int:
             for p in (args.out / f"s{shots}").glob("seed*/*/eval.json")
             if p.parent.name != "plain-majority"
         )
-        subprocess.run([compare, *runs, "--out", str(args.out / f"report_s{shots}")], check=True)
+        if runs:
+            subprocess.run([compare, *runs, "--out", str(args.out / f"report_s{shots}")], check=True)
     return 0
 
 
