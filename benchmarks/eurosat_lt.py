@@ -31,7 +31,7 @@ COMMON = [
     "resnet18",
     "--no-pretrained",
     "--image-size",
-    "64",
+    "32",
     "--test-per-class",
     "500",
     "--val-per-class",
