@@ -46,7 +46,9 @@ def write_large_scene(path: Path) -> Path:
     from rasterio.windows import Window
 
     profile = dict(driver="GTiff", width=WIDTH, height=HEIGHT, count=3, dtype="uint8", crs="EPSG:32633")
-    profile.update(transform=from_origin(500000.0, 5000000.0, 1.0, 1.0), tiled=True, blockxsize=256, blockysize=256)
+    profile.update(
+        transform=from_origin(500000.0, 5000000.0, 1.0, 1.0), tiled=True, blockxsize=256, blockysize=256
+    )
     profile.update(compress="deflate")
     rng = np.random.default_rng(0)
     with rasterio.open(path, "w", **profile) as dst:
