@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from rfmml.trainer.ce_losses import (
     balanced_sampling_probabilities,
     inverse_frequency_weights,

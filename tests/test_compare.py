@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from rfmml.trainer.compare import load_run_result, main, markdown_table, summarize
 
 CLASSES = ["A", "B", "C"]
