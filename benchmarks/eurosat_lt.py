@@ -6,7 +6,8 @@ images, 4 minority classes drawn with the seed keep s = 5 or 10 training images;
 did not fit this session's 2 shared CPU cores (a 64 px run took 15-20 core-minutes), so every
 method here sees the same 32 px images and is compared with the others seed by seed. Budgets as the
 anchors: cross-entropy 25 epochs, batch 64, Adam 1e-3 (constant); protonet 1,500 episodes at 1e-3;
-rfmml RET 1,500 episodes at 1e-3 then ACF 300 at 1e-4. "warm" = rfmml --init from a plain run trained on the 6 majority classes only.
+rfmml RET 1,500 episodes at 1e-3 then ACF 300 at 1e-4. "warm" = rfmml --init from a plain run
+trained on the 6 majority classes only.
 
 Every run is a real ``rfmml-train`` command (printed, and listed in RESULTS.md); a run whose eval.json
 exists is skipped, so the script can be stopped and restarted. Then ``rfmml-compare`` per shot count.
