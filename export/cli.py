@@ -41,7 +41,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         CheckpointError,
         InputError,
         WeightsUnavailableError,
-        FileExistsError,
+        OSError,  # FileExistsError (no --force), permissions, a full disk: one line, nothing half-written
     )
 
 

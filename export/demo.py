@@ -82,8 +82,11 @@ def run_demo(out: Path, seed: int = 0, say=print) -> float:
 
     out.mkdir(parents=True, exist_ok=True)
     run_dir = out / "run"
-    say(f"[1/4] training on the embedded synthetic set -> {run_dir}")
-    run_training(TrainConfig(out=str(run_dir), seed=seed), say=say)
+    if (run_dir / "eval.json").is_file():  # a finished run from an earlier demo: reuse, never overwrite
+        say(f"[1/4] reusing the finished run {run_dir} (delete it to train again)")
+    else:
+        say(f"[1/4] training on the embedded synthetic set -> {run_dir}")
+        run_training(TrainConfig(out=str(run_dir), seed=seed), say=say)
     model = out / "model.onnx"
     say(f"[2/4] exporting -> {model} + {model.with_suffix('.npz')}")
     export_run(run_dir, model, log=say, force=True)

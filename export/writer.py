@@ -18,7 +18,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from rfmml.runtime.artifact import Head, atomic_write_bytes, default_head_path, save_head, sha256_file
+from rfmml.runtime.artifact import (
+    Head,
+    atomic_write_bytes,
+    default_head_path,
+    save_head,
+    sha256_file,
+    umask_mode,
+)
 
 
 def pair_paths(model_path: str | Path) -> tuple[Path, Path]:
@@ -34,13 +41,6 @@ def existing_targets(model_paths: Sequence[str | Path]) -> list[Path]:
 
 def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
-
-
-def _umask_mode() -> int:
-    """0o666 less the process umask: the mode an ordinary ``open(path, "w")`` would give."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def write_pairs(pairs: Sequence[tuple[str | Path, bytes, Head]], force: bool = False) -> list[Head]:
@@ -71,7 +71,7 @@ def write_pairs(pairs: Sequence[tuple[str | Path, bytes, Head]], force: bool = F
             save_head(tmp_head, head)
             head_stage.append((tmp_head, head_path))
             written.append(head)
-        mode = _umask_mode()  # temp files are created 0600; finished artifacts are ordinary files
+        mode = umask_mode()  # temp files are created 0600; finished artifacts are ordinary files
         for tmp, final in staged + head_stage:
             os.chmod(tmp, mode)
             os.replace(tmp, final)

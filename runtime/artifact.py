@@ -6,12 +6,14 @@ Defined once, here; ``rfmml.export`` writes it with :func:`save_head`, the runti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,19 +69,40 @@ def default_head_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".npz")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder, then rename."""
+@functools.cache
+def umask_mode() -> int:
+    """0o666 less the process umask: the mode an ordinary ``open(path, "w")`` would give (read once:
+    reading the umask means setting it, so not on every write)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Create ``path`` all or nothing: ``write(tmp)`` fills a temp file in the same folder, which
+    then gets ordinary permissions (mkstemp makes it 0600) and is renamed over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write(Path(tmp))
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`), synced to disk."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    atomic_write(path, write)
 
 
 def head_arrays(head: Head) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ what is in use.
 from __future__ import annotations
 
 import ctypes
+import sys
 from pathlib import Path
 
 import onnxruntime as ort
@@ -75,7 +76,7 @@ def _preload_cuda() -> None:
         try:
             preload()
         except (OSError, RuntimeError) as error:  # libraries missing: CUDA will then fail and be reported
-            print(f"rfmml-infer: note: onnxruntime.preload_dlls() failed ({error})")
+            print(f"rfmml-infer: note: onnxruntime.preload_dlls() failed ({error})", file=sys.stderr)
 
 
 def create_session(model_path: str | Path, providers: str = "auto", threads: int = 0) -> ort.InferenceSession:

@@ -88,3 +88,30 @@ def test_cli_rejects_unfinished_run(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([str(tmp_path / "half")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no eval.json" in err
+
+
+def test_nested_seed_folders_get_distinct_confusion_plots(tmp_path: Path) -> None:
+    runs = [make_run(tmp_path / f"seed{s}", "rfmml", "rfmml", {"proto": (0.8, 0.5, 0.68)}) for s in (0, 1)]
+    out = tmp_path / "report"
+    assert main([str(r) for r in runs] + ["--out", str(out)]) == 0
+    assert {p.name for p in out.glob("confusion_*.png")} == {
+        "confusion_seed0_rfmml_proto.png",
+        "confusion_seed1_rfmml_proto.png",
+    }
+
+
+def test_group_without_minority_is_a_dash_not_a_crash(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "plain-majority", "plain", {"linear": (0.9, 0.0, 0.9)})
+    evaluation = json.loads((run / "eval.json").read_text())
+    evaluation["linear"]["minority"] = None  # no minority class in the test set
+    evaluation["linear"]["per_class"]["C"] = None
+    (run / "eval.json").write_text(json.dumps(evaluation))
+    rows = summarize([load_run_result(run)])
+    assert "| plain | linear | 1 | 90.0 | - | 90.0 |" in markdown_table(rows)
+
+
+def test_malformed_split_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path, "r", "rfmml", {"proto": (0.8, 0.5, 0.68)})
+    (run / "split.json").write_text(json.dumps({"classes": CLASSES}))
+    assert main([str(run)]) == 2
+    assert "not an rfmml split" in capsys.readouterr().err

@@ -181,3 +181,22 @@ def test_cross_entropy_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: 
     assert json.loads((cut / "eval.json").read_text()) == json.loads((full / "eval.json").read_text())
     lrs = [r["lr"] for r in records(full) if r["kind"] == "epoch"]
     assert lrs == pytest.approx([1e-3, 1e-3, 2e-4])  # epochs 1, 2, 3 with --lr-step 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--test-per-class", "-3"], "--test-per-class must be >= 0"),
+        (["--val-per-class", "-1"], "--val-per-class must be >= 0"),
+        (["--train-per-class", "1"], "--train-per-class must be at least 2"),
+        (["--workers", "-1"], "--workers must be >= 0"),
+        (["--method", "plain", "--epochs", "0"], "--epochs must be at least 1"),
+    ],
+)
+def test_bad_numbers_are_one_line_errors(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*flags, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rfmml-train: error: {message}"
+    assert not (tmp_path / "run").exists()

@@ -11,12 +11,12 @@ Layout of a checkpoint dict:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from rfmml.runtime.artifact import atomic_write
 
 CHECKPOINT_FORMAT = 1
 
@@ -32,17 +32,10 @@ def code_version() -> str:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` through a temp file in the same folder, then rename."""
+    """Write ``state`` to ``path`` atomically (a temp file in the same folder, then rename)."""
     path = Path(path)
     state = {"format": CHECKPOINT_FORMAT, "code_version": code_version(), **state}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | Path, backbone: str | None = None) -> dict[str, Any]:

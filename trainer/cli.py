@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, CheckpointError) as error:
         print(f"rfmml-train: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # an unwritable --out, a full disk: say which file, keep last.pt
+        print(f"rfmml-train: error: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
+        return 2
     finally:
         warnings.showwarning = previous
 

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,11 @@ def load_run_result(run_dir: str | Path, group_by: str = "protocol") -> RunResul
     evaluation = _read_json(run_dir / "eval.json")
     config = _read_json(run_dir / "config.json")
     split = _read_json(run_dir / "split.json")
+    missing = [
+        key for key in ("classes", "train", "val", "test") if not isinstance(split.get(key), (list, dict))
+    ]
+    if missing:
+        raise CompareError(f"{run_dir}/split.json: not an rfmml split (missing {', '.join(missing)})")
     method = str(evaluation.get("method", config.get("method", "?")))
     if config.get("init"):
         method += "+init"
@@ -111,13 +117,16 @@ def summarize(results: list[RunResult]) -> list[Row]:
     rows = []
     for (group, method, head), metric_list in buckets.items():
         mean, std = {}, {}
-        for metric in METRICS:
-            mean[metric], std[metric] = _mean_std([float(m[metric]) for m in metric_list])
+        for metric in METRICS:  # None: the run had no test image in that group (no minority class)
+            values = [float(m[metric]) for m in metric_list if m.get(metric) is not None]
+            mean[metric], std[metric] = _mean_std(values) if values else (math.nan, math.nan)
         rows.append(Row(group, method, head, len(metric_list), mean, std))
     return sorted(rows, key=lambda r: (r.group, r.method != "plain", r.method, HEAD_ORDER.index(r.head)))
 
 
 def format_cell(row: Row, metric: str) -> str:
+    if math.isnan(row.mean[metric]):
+        return "-"
     mean = 100 * row.mean[metric]
     return f"{mean:.1f}" if row.n == 1 else f"{mean:.1f} ± {100 * row.std[metric]:.1f}"
 
@@ -156,7 +165,8 @@ def per_class_gain(results: list[RunResult]) -> dict[str, dict[str, dict[str, fl
         acc: dict[str, list[float]] = {}
         for result in items:
             for name, value in result.heads[head]["per_class"].items():
-                acc.setdefault(name, []).append(float(value))
+                if value is not None:
+                    acc.setdefault(name, []).append(float(value))
         return {name: sum(v) / len(v) for name, v in acc.items()}
 
     gains: dict[str, dict[str, dict[str, float]]] = {}
@@ -171,7 +181,9 @@ def per_class_gain(results: list[RunResult]) -> dict[str, dict[str, dict[str, fl
             for head in HEAD_ORDER:
                 if all(head in r.heads for r in runs):
                     means = class_means(runs, head)
-                    gains.setdefault(group, {})[f"{method}/{head}"] = {c: means[c] - base[c] for c in base}
+                    gains.setdefault(group, {})[f"{method}/{head}"] = {
+                        c: means[c] - base[c] for c in base if c in means
+                    }
     return gains
 
 
@@ -187,7 +199,7 @@ def plot_gains(gains: dict[str, dict[str, float]], minority: tuple[str, ...], pa
     for i, (label, per_class) in enumerate(gains.items()):
         ax.bar(
             [k + i * width for k in range(len(classes))],
-            [100 * per_class[c] for c in classes],
+            [100 * per_class.get(c, math.nan) for c in classes],
             width,
             label=label,
         )
@@ -234,6 +246,13 @@ def plot_confusion(matrix: list[list[int]], classes: tuple[str, ...], title: str
     plt.close(fig)
 
 
+def run_label(run_dir: Path, all_runs: list[Path]) -> str:
+    """A file-name-safe label unique among ``all_runs``: the path below their common folder."""
+    resolved = [p.resolve() for p in all_runs]
+    common = Path(os.path.commonpath(resolved)) if len(resolved) > 1 else run_dir.resolve().parent
+    return "_".join(run_dir.resolve().relative_to(common).parts) or run_dir.resolve().name
+
+
 def write_report(results: list[RunResult], out: Path) -> list[Row]:
     out.mkdir(parents=True, exist_ok=True)
     rows = summarize(results)
@@ -251,8 +270,9 @@ def write_report(results: list[RunResult], out: Path) -> list[Row]:
         plot_gains(gains, minority, out / name)
         text += [f"![per-class gain, {group}]({name})", ""]
     for result in results:
+        label = run_label(result.run_dir, [r.run_dir for r in results])
         for head, matrix in result.confusion.items():
-            name = f"confusion_{result.run_dir.name}_{head}.png"
+            name = f"confusion_{label}_{head}.png"
             plot_confusion(
                 matrix, result.classes, f"{result.run_dir.name} ({result.method}, {head})", out / name
             )

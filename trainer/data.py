@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rfmml.runtime.artifact import atomic_write, atomic_write_bytes
 from rfmml.runtime.imageio import ImageReadError, load_tile
 from rfmml.trainer.errors import InputError
 from rfmml.trainer.split import Split
@@ -85,10 +86,14 @@ def _load_cached(paths: list[str], image_size: int, cache_dir: Path, workers: in
     array, conversions = decode_paths(paths, image_size, workers)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = array_path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, array, allow_pickle=False)
-        os.replace(tmp, array_path)
-        meta_path.write_text(json.dumps({"n": len(paths), "conversions": dict(conversions)}))
+
+        def write_array(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+
+        atomic_write(array_path, write_array)
+        meta = json.dumps({"n": len(paths), "conversions": dict(conversions)}).encode()
+        atomic_write_bytes(meta_path, meta)
     except OSError as error:  # a read-only cache folder must not stop training
         warnings.warn(f"could not write the image cache in {cache_dir} ({error})", stacklevel=2)
     return array, conversions

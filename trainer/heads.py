@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import torch
 
+from rfmml.runtime.heads import l2_normalize
 from rfmml.trainer.episode import pairwise_distance
 
 
@@ -47,7 +48,8 @@ def proto_scores(emb: torch.Tensor, prototypes: torch.Tensor, distance: str) -> 
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    """The runtime's L2 normalisation (the deployed head applies exactly this), as float32."""
+    return l2_normalize(x).astype(np.float32)
 
 
 def fit_svm(

@@ -206,7 +206,10 @@ def _run_training(config: TrainConfig, resume: bool, say: Callable[[str], None])
     position, optimizer_state = None, None
     if resume:
         state = load_checkpoint(run_dir / "last.pt", config.backbone)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError) as error:
+            raise CheckpointError(f"{run_dir / 'last.pt'}: does not fit this run's model ({error})") from None
         optimizer_state = state["optimizer"]
         position = Position(
             state["phase_index"],
