@@ -55,7 +55,13 @@ METHOD_FLAGS = {
     "rfmml-no-ret": EPISODIC + ["--ret-episodes", "0", "--acf-episodes", "300", "--acf-lr", "1e-4"],
     "rfmml-no-acf": EPISODIC + ["--ret-episodes", "1500", "--ret-lr", "1e-3", "--acf-episodes", "0"],
 }
-ALL_METHODS = (*METHOD_FLAGS, "warm")
+# Variants of rfmml tried to find out where it loses (RESULTS.md): a 3x longer ACF phase (the anchors'
+# best checkpoints all fall late in ACF), and ProtoNet's squared Euclidean distance.
+METHOD_FLAGS["rfmml-acf1000"] = [*METHOD_FLAGS["rfmml"][:-4], "--acf-episodes", "1000", "--acf-lr", "1e-4"]
+METHOD_FLAGS["rfmml-sqeuclidean"] = [*METHOD_FLAGS["rfmml"], "--distance", "sqeuclidean"]
+METHOD_FLAGS["warm"] = METHOD_FLAGS["rfmml"]
+BASE_METHOD = {"warm": "rfmml", "rfmml-acf1000": "rfmml", "rfmml-sqeuclidean": "rfmml"}
+ALL_METHODS = tuple(METHOD_FLAGS)
 
 
 def run(command: list[str], log: Path) -> float:
@@ -89,13 +95,13 @@ def majority_only_split(split_path: Path, out: Path) -> Path:
 def train_command(
     method: str, shots: int, seed: int, run_dir: Path, data: Path, extra: list[str]
 ) -> list[str]:
-    flags = METHOD_FLAGS["rfmml" if method == "warm" else method]
+    flags = METHOD_FLAGS[method]
     head = [
         str(BIN / "rfmml-train"),
         "--data",
         str(data),
         "--method",
-        "rfmml" if method == "warm" else method,
+        BASE_METHOD.get(method, method),
     ]
     return [
         *head,
@@ -187,7 +193,9 @@ def main() -> int:
             if p.parent.name != "plain-majority"
         )
         if runs:
-            subprocess.run([compare, *runs, "--out", str(args.out / f"report_s{shots}")], check=True)
+            subprocess.run(
+                [compare, *runs, "--label", "dir", "--out", str(args.out / f"report_s{shots}")], check=True
+            )
     return 0
 
 

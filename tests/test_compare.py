@@ -115,3 +115,14 @@ def test_malformed_split_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     (run / "split.json").write_text(json.dumps({"classes": CLASSES}))
     assert main([str(run)]) == 2
     assert "not an rfmml split" in capsys.readouterr().err
+
+
+def test_label_dir_separates_variants_of_one_method(tmp_path: Path) -> None:
+    runs = [
+        make_run(tmp_path, "rfmml", "rfmml", {"proto": (0.8, 0.5, 0.68)}),
+        make_run(tmp_path, "rfmml-acf1000", "rfmml", {"proto": (0.9, 0.6, 0.78)}),
+    ]
+    rows = summarize([load_run_result(r, label="dir") for r in runs])
+    assert [(r.method, r.n) for r in rows] == [("rfmml", 1), ("rfmml-acf1000", 1)]
+    rows = summarize([load_run_result(r) for r in runs])
+    assert [(r.method, r.n) for r in rows] == [("rfmml", 2)]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from rfmml.trainer.compare_plots import plot_confusion, plot_gains
+
 METRICS = ("majority", "minority", "overall")
 HEAD_ORDER = ("linear", "proto", "svm")
 
@@ -73,7 +75,9 @@ def split_digest(split: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
-def load_run_result(run_dir: str | Path, group_by: str = "protocol") -> RunResult:
+def load_run_result(run_dir: str | Path, group_by: str = "protocol", label: str = "method") -> RunResult:
+    """One run's results; ``label`` "method" names its row by eval.json's method (+init when
+    warm-started), "dir" by the run folder's name (for variants of one method)."""
     run_dir = Path(run_dir)
     evaluation = _read_json(run_dir / "eval.json")
     config = _read_json(run_dir / "config.json")
@@ -86,6 +90,8 @@ def load_run_result(run_dir: str | Path, group_by: str = "protocol") -> RunResul
     method = str(evaluation.get("method", config.get("method", "?")))
     if config.get("init"):
         method += "+init"
+    if label == "dir":
+        method = run_dir.resolve().name
     heads = {h: evaluation[h] for h in HEAD_ORDER if isinstance(evaluation.get(h), dict)}
     if not heads:
         raise CompareError(f"{run_dir}/eval.json: no head results (expected one of {HEAD_ORDER})")
@@ -187,65 +193,6 @@ def per_class_gain(results: list[RunResult]) -> dict[str, dict[str, dict[str, fl
     return gains
 
 
-def plot_gains(gains: dict[str, dict[str, float]], minority: tuple[str, ...], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    classes = list(next(iter(gains.values())).keys())
-    width = 0.8 / len(gains)
-    fig, ax = plt.subplots(figsize=(max(8, len(classes) * 0.9), 4.5))
-    for i, (label, per_class) in enumerate(gains.items()):
-        ax.bar(
-            [k + i * width for k in range(len(classes))],
-            [100 * per_class.get(c, math.nan) for c in classes],
-            width,
-            label=label,
-        )
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))])
-    ax.set_xticklabels([c + (" *" if c in minority else "") for c in classes], rotation=40, ha="right")
-    ax.set_ylabel("accuracy gain over plain (points)")
-    ax.set_title("Per-class gain over plain cross-entropy (* = minority class)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_confusion(matrix: list[list[int]], classes: tuple[str, ...], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    counts = np.asarray(matrix, dtype=np.float64)
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(classes), 1 + 0.5 * len(classes)))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(
-                j,
-                i,
-                f"{100 * rates[i, j]:.0f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if rates[i, j] > 0.5 else "black",
-            )
-    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def run_label(run_dir: Path, all_runs: list[Path]) -> str:
     """A file-name-safe label unique among ``all_runs``: the path below their common folder."""
     resolved = [p.resolve() for p in all_runs]
@@ -297,10 +244,17 @@ def write_report(results: list[RunResult], out: Path) -> list[Row]:
     help="Average runs over seeds that share the protocol (class count, minority shots) or "
     "the exact split file.",
 )
-def cli(runs: tuple[str, ...], out: str, group_by: str) -> None:
+@click.option(
+    "--label",
+    type=click.Choice(["method", "dir"]),
+    default="method",
+    show_default=True,
+    help="Name rows by the training method, or by the run folder's name (variants of a method).",
+)
+def cli(runs: tuple[str, ...], out: str, group_by: str, label: str) -> None:
     """Compare finished runs: rfmml-compare runs/* --out report/"""
     try:
-        results = [load_run_result(run, group_by) for run in runs]
+        results = [load_run_result(run, group_by, label) for run in runs]
     except CompareError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)

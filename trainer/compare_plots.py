@@ -1,0 +1,65 @@
+"""The PNG plots of rfmml-compare: per-class gain over plain, and confusion matrices (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+def plot_gains(gains: dict[str, dict[str, float]], minority: tuple[str, ...], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = list(next(iter(gains.values())).keys())
+    width = 0.8 / len(gains)
+    fig, ax = plt.subplots(figsize=(max(8, len(classes) * 0.9), 4.5))
+    for i, (label, per_class) in enumerate(gains.items()):
+        ax.bar(
+            [k + i * width for k in range(len(classes))],
+            [100 * per_class.get(c, math.nan) for c in classes],
+            width,
+            label=label,
+        )
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))])
+    ax.set_xticklabels([c + (" *" if c in minority else "") for c in classes], rotation=40, ha="right")
+    ax.set_ylabel("accuracy gain over plain (points)")
+    ax.set_title("Per-class gain over plain cross-entropy (* = minority class)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: list[list[int]], classes: tuple[str, ...], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=np.float64)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(classes), 1 + 0.5 * len(classes)))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(
+                j,
+                i,
+                f"{100 * rates[i, j]:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rates[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
