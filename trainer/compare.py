@@ -212,7 +212,8 @@ def write_report(results: list[RunResult], out: Path) -> list[Row]:
         markdown_table(rows),
     ]
     for index, (group, gains) in enumerate(per_class_gain(results).items()):
-        minority = next(r.minority for r in results if r.group == group)
+        # seeds may draw different minority classes: mark a class that is minority in any run
+        minority = tuple(sorted({name for r in results if r.group == group for name in r.minority}))
         name = f"per_class_gain_{index}.png"
         plot_gains(gains, minority, out / name)
         text += [f"![per-class gain, {group}]({name})", ""]

@@ -26,7 +26,7 @@ def plot_gains(gains: dict[str, dict[str, float]], minority: tuple[str, ...], pa
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))])
     ax.set_xticklabels([c + (" *" if c in minority else "") for c in classes], rotation=40, ha="right")
     ax.set_ylabel("accuracy gain over plain (points)")
-    ax.set_title("Per-class gain over plain cross-entropy (* = minority class)")
+    ax.set_title("Per-class gain over plain cross-entropy (* = minority in at least one run)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
