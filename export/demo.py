@@ -14,6 +14,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from rfmml.runtime.click_main import run_command
+
 SCENE_ROWS, SCENE_COLS = 24, 32  # grid cells of the synthetic scene
 
 
@@ -150,11 +152,4 @@ def cli(out: str, seed: int) -> None:
 
 def main(argv: list[str]) -> int:
     """``rfmml-demo`` callable from tests: the exit code, never SystemExit."""
-    try:
-        cli.main(args=argv, standalone_mode=False)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    except click.ClickException as error:
-        error.show()
-        return 2
-    return 0
+    return run_command(cli, argv)

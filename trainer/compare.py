@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from rfmml.runtime.click_main import run_command
 from rfmml.trainer.compare_plots import plot_confusion, plot_gains
 
 METRICS = ("majority", "minority", "overall")
@@ -265,11 +266,5 @@ def cli(runs: tuple[str, ...], out: str, group_by: str, label: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        cli.main(args=argv, standalone_mode=False)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    except click.ClickException as error:
-        error.show()
-        return 2
-    return 0
+    """``rfmml-compare`` callable from tests: the exit code, never SystemExit."""
+    return run_command(cli, argv)
