@@ -19,6 +19,8 @@ from contextlib import redirect_stdout
 import torch
 from torch import nn
 
+from rfmml.runtime.errors import ExportError
+
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
 DEFAULT_OPSET = 18
@@ -26,10 +28,6 @@ MAX_ONNX_BYTES = 2**31 - 1  # protobuf's limit for a single file without externa
 
 # onnx TensorProto element types used by the contract
 _UINT8, _FLOAT, _FLOAT16 = 2, 1, 10
-
-
-class ExportError(RuntimeError):
-    """The export cannot proceed; the message is one line for the user."""
 
 
 def export_onnx(

@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from rfmml.runtime.errors import ExportError
+
 Embedder = Callable[[np.ndarray], np.ndarray]  # uint8 [B, H, W, 3] -> float32 [B, D]
 Scorer = Callable[[np.ndarray], np.ndarray]  # float32 [N, D] -> scores [N, C]
 
 
-class ParityError(RuntimeError):
+class ParityError(ExportError):
     """Parity beyond tolerance; the message is one line for the user."""
 
 

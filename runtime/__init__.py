@@ -10,38 +10,45 @@ Never imports torch.
     write_scene_outputs(result, "classmap.tif", quicklook="look.png")
 """
 
-from rfmml.runtime.api import infer_scene, write_scene_outputs
-from rfmml.runtime.artifact import ArtifactError, Head, load_head, save_head, sha256_file
-from rfmml.runtime.classifier import Classifier
-from rfmml.runtime.folder import FolderResult, classify_folder, write_folder_csv
-from rfmml.runtime.imageio import ImageReadError, load_tile
-from rfmml.runtime.outputs import write_class_map, write_quicklook, write_tile_csv
-from rfmml.runtime.scene import SKIPPED, SceneResult, classify_scene
-from rfmml.runtime.scene_io import SceneError
-from rfmml.runtime.tiling import Grid, Window, tile_grid
+from __future__ import annotations
 
-__all__ = [
-    "SKIPPED",
-    "ArtifactError",
-    "Classifier",
-    "FolderResult",
-    "Grid",
-    "Head",
-    "ImageReadError",
-    "SceneError",
-    "SceneResult",
-    "Window",
-    "classify_folder",
-    "classify_scene",
-    "infer_scene",
-    "load_head",
-    "load_tile",
-    "save_head",
-    "sha256_file",
-    "tile_grid",
-    "write_class_map",
-    "write_folder_csv",
-    "write_quicklook",
-    "write_scene_outputs",
-    "write_tile_csv",
-]
+import importlib
+from typing import Any
+
+# name -> module that defines it. Lazy (PEP 562) so that importing a leaf such as
+# ``rfmml.runtime.imageio`` or ``rfmml.runtime.errors`` never loads onnxruntime.
+_EXPORTS = {
+    "infer_scene": "api",
+    "write_scene_outputs": "api",
+    "Head": "artifact",
+    "load_head": "artifact",
+    "save_head": "artifact",
+    "sha256_file": "artifact",
+    "Classifier": "classifier",
+    "FolderResult": "folder",
+    "classify_folder": "folder",
+    "write_folder_csv": "folder",
+    "load_tile": "imageio",
+    "write_class_map": "outputs",
+    "write_quicklook": "outputs",
+    "write_tile_csv": "outputs",
+    "SKIPPED": "scene",
+    "SceneResult": "scene",
+    "classify_scene": "scene",
+    "Grid": "tiling",
+    "Window": "tiling",
+    "tile_grid": "tiling",
+    "RfmmlError": "errors",
+    "InputError": "errors",
+    "ArtifactError": "errors",
+    "ImageReadError": "errors",
+    "SceneError": "errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rfmml.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rfmml.runtime.{module}"), name)

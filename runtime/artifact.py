@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rfmml.runtime.errors import ArtifactError
+
 FORMAT_VERSION = 1
 DISTANCES = ("euclidean", "sqeuclidean")
-
-
-class ArtifactError(ValueError):
-    """A missing, corrupt or mismatched model/head pair; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rfmml.runtime.errors import ImageReadError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 # One resampling filter for training and inference: bilinear with antialiasing (Pillow's default
 # for downsizing), applied to uint8 RGB.
 RESAMPLE = Image.Resampling.BILINEAR
-
-
-class ImageReadError(ValueError):
-    """A file that cannot be decoded as an image; ``reason`` is one line for the user."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

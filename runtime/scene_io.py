@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rfmml.runtime.errors import SceneError
 from rfmml.runtime.imageio import _pil_to_array, to_rgb_uint8
 from rfmml.runtime.tiling import Window
 
@@ -32,10 +33,6 @@ GDAL_CACHE_MIN, GDAL_CACHE_MAX = 16 * 2**20, 256 * 2**20
 PILLOW_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 GEOTIFF_TAGS = (33550, 33922, 34264, 34735)  # pixel scale, tie point, transformation, GeoKeyDirectory
-
-
-class SceneError(ValueError):
-    """A scene that cannot be opened or read; the message is one line for the user."""
 
 
 def have_rasterio() -> bool:

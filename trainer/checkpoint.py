@@ -17,12 +17,9 @@ from typing import Any
 import torch
 
 from rfmml.runtime.artifact import atomic_write
+from rfmml.runtime.errors import CheckpointError
 
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointError(ValueError):
-    """A missing, unreadable or incompatible checkpoint; one line for the user."""
 
 
 def code_version() -> str:

@@ -19,13 +19,14 @@ from pathlib import Path
 import click
 
 from rfmml.runtime.click_main import run_command
+from rfmml.runtime.errors import InputError
 from rfmml.trainer.compare_plots import plot_confusion, plot_gains
 
 METRICS = ("majority", "minority", "overall")
 HEAD_ORDER = ("linear", "proto", "svm")
 
 
-class CompareError(ValueError):
+class CompareError(InputError):
     """A run folder that cannot be compared; one line for the user."""
 
 

@@ -1,7 +1,7 @@
-"""The one error type for bad user input: the CLI prints its message on one line and exits 2."""
+"""The trainer's user errors: the runtime's one hierarchy (``rfmml.runtime.errors``), re-exported."""
 
 from __future__ import annotations
 
+from rfmml.runtime.errors import CheckpointError, InputError, RfmmlError
 
-class InputError(ValueError):
-    """Bad input (data, flags, split file); ``str(error)`` is one line for the user."""
+__all__ = ["CheckpointError", "InputError", "RfmmlError"]

@@ -12,12 +12,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rfmml.runtime.errors import InputError
+
 BACKBONES = ("wide_resnet50_2", "resnet18", "resnet50", "conv4")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(InputError):
     """Pretrained weights were asked for but are neither cached, reachable nor given as a file."""
 
 
