@@ -7,6 +7,7 @@ permuted to NCHW is already channels_last in memory, which is what cuDNN wants.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import torch
@@ -14,13 +15,44 @@ from torch import nn
 
 from rfmml.runtime.errors import InputError
 
-BACKBONES = ("wide_resnet50_2", "resnet18", "resnet50", "conv4")
+BACKBONES = ("wide_resnet50_2", "resnet18", "resnet50", "conv4", "efficientnet_lite0")
+TIMM_PREFIX = "timm:"  # "timm:<name>": any timm model, pooled features (num_classes=0), never downloaded
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class WeightsUnavailableError(InputError):
     """Pretrained weights were asked for but are neither cached, reachable nor given as a file."""
+
+
+def check_backbone_name(name: str) -> str:
+    """Return ``name`` if it names a backbone (one of BACKBONES or ``timm:<model>``); else InputError.
+
+    A ``timm:`` name is checked against timm's registry (a pretrained tag such as ``.a1_in1k`` is
+    allowed; the weights are never downloaded).
+    """
+    choices = f"choose one of {', '.join(BACKBONES)} or timm:<name> (any timm model, e.g. timm:resnet18)"
+    if not isinstance(name, str) or not name:
+        raise InputError(f"--backbone must be a non-empty name; {choices}")
+    if name in BACKBONES:
+        return name
+    if not name.startswith(TIMM_PREFIX):
+        raise InputError(f"unknown --backbone {name!r}; {choices}")
+    model_name = name[len(TIMM_PREFIX) :]
+    timm = _import_timm()
+    if not model_name or not timm.is_model(model_name):
+        close = difflib.get_close_matches(model_name, timm.list_models(), n=3) if model_name else []
+        hint = f"; did you mean {', '.join(TIMM_PREFIX + c for c in close)}?" if close else ""
+        raise InputError(f"unknown timm model {model_name!r} in --backbone {name!r}{hint}")
+    return name
+
+
+def _import_timm():  # noqa: ANN202 - the timm module
+    try:
+        import timm
+    except ImportError:
+        raise InputError("timm backbones need the timm package: pip install 'rfmml[train]'") from None
+    return timm
 
 
 class Preprocess(nn.Module):
@@ -116,9 +148,16 @@ def build_embedding_net(
     ``weights`` (a state-dict file) wins over ``pretrained`` (torchvision's cached ImageNet weights).
     conv4 has no ImageNet weights; asking for them is an error.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    if backbone == "conv4":
+    check_backbone_name(backbone)
+    if backbone == "efficientnet_lite0" or backbone.startswith(TIMM_PREFIX):
+        if pretrained and weights is None:
+            raise WeightsUnavailableError(
+                f"ImageNet weights for {backbone} are not available yet: use --weights"
+            )
+        name = backbone.removeprefix(TIMM_PREFIX)
+        net = _import_timm().create_model(name, pretrained=False, num_classes=0)
+        dim = int(net.num_features)
+    elif backbone == "conv4":
         if pretrained and weights is None:
             raise WeightsUnavailableError("conv4 has no ImageNet weights: use --no-pretrained or --weights")
         net, dim = conv4(), 64
