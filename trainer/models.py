@@ -3,56 +3,46 @@
 The pre-processing (cast, scale to [0, 1], mean/std normalisation, NHWC -> NCHW) is part of the
 module, so the ONNX export carries it and the runtime feeds decoded pixels unchanged. NHWC input
 permuted to NCHW is already channels_last in memory, which is what cuDNN wants.
+
+Backbones come from ``rfmml.trainer.backbones`` (names), their weights from
+``rfmml.trainer.pretrained`` (offline ImageNet) or ``rfmml.trainer.weight_files`` (``--weights``).
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from rfmml.runtime.errors import InputError
+from rfmml.trainer.backbones import (
+    BACKBONES,
+    TIMM_PREFIX,
+    TORCHVISION_RESNETS,
+    build_backbone,
+    check_backbone_name,
+    conv4,
+)
+from rfmml.trainer.pretrained import load_efficientnet_lite0_imagenet
+from rfmml.trainer.weight_files import WeightsFileError, WeightsUnavailableError, load_weights_file
 
-BACKBONES = ("wide_resnet50_2", "resnet18", "resnet50", "conv4", "efficientnet_lite0")
-TIMM_PREFIX = "timm:"  # "timm:<name>": any timm model, pooled features (num_classes=0), never downloaded
+__all__ = [
+    "BACKBONES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TIMM_PREFIX",
+    "EmbeddingNet",
+    "Preprocess",
+    "WeightsFileError",
+    "WeightsUnavailableError",
+    "build_embedding_net",
+    "check_backbone_name",
+    "conv4",
+    "load_weights_file",
+]
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class WeightsUnavailableError(InputError):
-    """Pretrained weights were asked for but are neither cached, reachable nor given as a file."""
-
-
-def check_backbone_name(name: str) -> str:
-    """Return ``name`` if it names a backbone (one of BACKBONES or ``timm:<model>``); else InputError.
-
-    A ``timm:`` name is checked against timm's registry (a pretrained tag such as ``.a1_in1k`` is
-    allowed; the weights are never downloaded).
-    """
-    choices = f"choose one of {', '.join(BACKBONES)} or timm:<name> (any timm model, e.g. timm:resnet18)"
-    if not isinstance(name, str) or not name:
-        raise InputError(f"--backbone must be a non-empty name; {choices}")
-    if name in BACKBONES:
-        return name
-    if not name.startswith(TIMM_PREFIX):
-        raise InputError(f"unknown --backbone {name!r}; {choices}")
-    model_name = name[len(TIMM_PREFIX) :]
-    timm = _import_timm()
-    if not model_name or not timm.is_model(model_name):
-        close = difflib.get_close_matches(model_name, timm.list_models(), n=3) if model_name else []
-        hint = f"; did you mean {', '.join(TIMM_PREFIX + c for c in close)}?" if close else ""
-        raise InputError(f"unknown timm model {model_name!r} in --backbone {name!r}{hint}")
-    return name
-
-
-def _import_timm():  # noqa: ANN202 - the timm module
-    try:
-        import timm
-    except ImportError:
-        raise InputError("timm backbones need the timm package: pip install 'rfmml[train]'") from None
-    return timm
 
 
 class Preprocess(nn.Module):
@@ -68,62 +58,37 @@ class Preprocess(nn.Module):
         return x * self.scale + self.shift
 
 
-def conv4(out_channels: int = 64) -> nn.Sequential:
-    """The few-shot Conv-4 backbone: 4 x (conv3x3, BN, ReLU, maxpool), then global average pool."""
-
-    def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        )
-
-    return nn.Sequential(
-        block(3, out_channels),
-        block(out_channels, out_channels),
-        block(out_channels, out_channels),
-        block(out_channels, out_channels),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-    )
-
-
-def _torchvision_resnet(name: str, pretrained: bool) -> nn.Module:
+def _torchvision_imagenet(name: str) -> nn.Module:
+    """A torchvision ResNet with ImageNet weights from torch's cache (never a silent download failure)."""
     import torchvision
 
-    weights = None
-    if pretrained:
-        weights = torchvision.models.get_model_weights(name).DEFAULT
-        try:
-            model = torchvision.models.get_model(name, weights=weights)
-        except (OSError, RuntimeError) as error:  # URLError is an OSError: offline and not cached
-            raise WeightsUnavailableError(
-                f"ImageNet weights for {name} are not in torch's cache ({torch.hub.get_dir()}) and cannot "
-                f"be downloaded ({type(error).__name__}); pass --weights FILE, or --no-pretrained to "
-                "train from scratch"
-            ) from None
-    else:
-        model = torchvision.models.get_model(name, weights=None)
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    try:
+        model = torchvision.models.get_model(name, weights=weights)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError: offline and not cached
+        raise WeightsUnavailableError(
+            f"ImageNet weights for {name} are not in torch's cache ({torch.hub.get_dir()}) and cannot "
+            f"be downloaded ({type(error).__name__}); pass --weights FILE, or --no-pretrained to "
+            "train from scratch"
+        ) from None
     model.fc = nn.Identity()  # cut before the classifier: global-average-pooled features
     return model
 
 
-def load_weights_file(backbone: nn.Module, path: str | Path) -> None:
-    """Load a state dict (plain tensors, ``weights_only=True``) into ``backbone``; ignore a ``fc.``."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsUnavailableError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a bad file; report it in one line
-        raise WeightsUnavailableError(f"{path}: not a loadable weights file ({error})") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    state = {k.removeprefix("backbone."): v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    if missing:
-        raise WeightsUnavailableError(f"{path}: weights do not fit this backbone (missing {missing[:3]}...)")
+def _imagenet_backbone(name: str) -> tuple[nn.Module, int]:
+    """The backbone ``name`` with ImageNet weights and its feature dim; WeightsUnavailableError if none."""
+    if name == "efficientnet_lite0":
+        model, dim = build_backbone(name)
+        load_efficientnet_lite0_imagenet(model)
+        return model, dim
+    if name in TORCHVISION_RESNETS:
+        return _torchvision_imagenet(name), TORCHVISION_RESNETS[name]
+    if name.startswith(TIMM_PREFIX):
+        raise WeightsUnavailableError(
+            f"{name}: timm's ImageNet weights are a download, which rfmml never does: pass --weights FILE "
+            "(a timm, torchvision or .safetensors state dict), or --no-pretrained to train from scratch"
+        )
+    raise WeightsUnavailableError(f"{name} has no ImageNet weights: use --no-pretrained or --weights FILE")
 
 
 class EmbeddingNet(nn.Module):
@@ -143,27 +108,18 @@ class EmbeddingNet(nn.Module):
 def build_embedding_net(
     backbone: str, pretrained: bool = False, weights: str | Path | None = None
 ) -> EmbeddingNet:
-    """Build the embedding network named ``backbone`` (one of BACKBONES).
+    """Build the embedding network named ``backbone`` (one of BACKBONES or ``timm:<model>``).
 
-    ``weights`` (a state-dict file) wins over ``pretrained`` (torchvision's cached ImageNet weights).
-    conv4 has no ImageNet weights; asking for them is an error.
+    ``weights`` (a state-dict file in torchvision, timm, efficientnet_pytorch or rfmml naming) wins
+    over ``pretrained`` (offline ImageNet weights: the packaged file for efficientnet_lite0, torch's
+    cache for the torchvision ResNets; none for conv4 and ``timm:`` names, which is an error).
+    Raises InputError for an unknown name and WeightsUnavailableError (an InputError) for weights.
     """
     check_backbone_name(backbone)
-    if backbone == "efficientnet_lite0" or backbone.startswith(TIMM_PREFIX):
-        if pretrained and weights is None:
-            raise WeightsUnavailableError(
-                f"ImageNet weights for {backbone} are not available yet: use --weights"
-            )
-        name = backbone.removeprefix(TIMM_PREFIX)
-        net = _import_timm().create_model(name, pretrained=False, num_classes=0)
-        dim = int(net.num_features)
-    elif backbone == "conv4":
-        if pretrained and weights is None:
-            raise WeightsUnavailableError("conv4 has no ImageNet weights: use --no-pretrained or --weights")
-        net, dim = conv4(), 64
+    if pretrained and weights is None:
+        net, dim = _imagenet_backbone(backbone)
     else:
-        net = _torchvision_resnet(backbone, pretrained and weights is None)
-        dim = {"resnet18": 512, "resnet50": 2048, "wide_resnet50_2": 2048}[backbone]
-    if weights is not None:
-        load_weights_file(net, weights)
+        net, dim = build_backbone(backbone)
+        if weights is not None:
+            load_weights_file(net, weights, backbone)
     return EmbeddingNet(net, dim, backbone)
