@@ -1,27 +1,30 @@
 """``rfmml-infer``: classify a folder of tiles, or tile and classify a large scene.
 
-click only parses flags into :class:`InferOptions`; :func:`run` does the work and :func:`main` maps
-errors to exit codes: 0 success, 1 some files in a folder could not be read (the rest were
-classified), 2 bad input (missing/mismatched/corrupt model or head, unreadable scene, bad flags),
-with a one-line message and no traceback (set RFMML_DEBUG=1 for the traceback).
+click parses and range-checks the flags into :class:`InferOptions`; :func:`run` does the work; the
+shared shell (:func:`rfmml.runtime.cli_shell.run_command`) turns errors into one line and an exit code.
+Importing this module loads neither onnxruntime nor torch, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import click
 
-from rfmml.runtime.artifact import ArtifactError
+from rfmml.runtime.cli_shell import EXIT_OK, EXIT_PARTIAL, entry_point, run_command
+from rfmml.runtime.errors import InputError
 from rfmml.runtime.heads import HEAD_KINDS
-from rfmml.runtime.imageio import ImageReadError
-from rfmml.runtime.scene_io import SceneError, have_rasterio
 
 PROG = "rfmml-infer"
+MAX_BATCH = 1024  # tiles per model call
+MAX_TILE = 4096  # px per tile side (a tile is at most 4096 x 4096: the tile pixel limit of imageio)
+MAX_TOP_K = 10
+MAX_QUICKLOOK = 8192
 EXAMPLES = """\b
 Examples:
   rfmml-infer --model model.onnx tiles/ --out predictions.csv
@@ -33,7 +36,17 @@ Examples:
 INPUT is a folder (every JPEG/PNG/TIFF under it, recursively -> CSV of path, class, score, top-k)
 or one scene file (tiled per the tiling contract -> class map .tif/.png + per-tile CSV).
 The head is read from MODEL with .npz unless --head names a file; its digest must match MODEL.
-Exit codes: 0 ok, 1 some folder files unreadable (listed; the rest classified), 2 bad input.
+Paths in the CSV are UTF-8; bytes of a file name that are not UTF-8 are written as \\xNN and a
+backslash as \\\\, so every name can be recovered exactly.
+Outputs are written to temporaries and renamed together when complete: a failed or killed run
+leaves the previous outputs as they were (its temporaries are removed by the next run).
+Limits: tiles up to 4096 x 4096 px, scenes up to 4,194,304 tiles, JPEG/PNG scenes (decoded whole)
+up to 2^28 px (larger: a tiled GeoTIFF, read in windows).
+
+\b
+Exit codes: 0 ok; 2 bad input or unwritable output (one line); 3 finished, but some folder
+files could not be read (listed; the rest classified); 1 internal error (RFMML_DEBUG=1 for the
+traceback); 130 interrupted.
 """
 
 
@@ -83,13 +96,26 @@ def _split_head(values: tuple[str, ...]) -> tuple[str, Path | None]:
     return kind, file
 
 
+def _cap_to_cpus(flag: str, value: int) -> int:
+    """``value`` threads, at most one per CPU (more only contend): a one-line warning when capped."""
+    cpus = os.cpu_count() or 1
+    if value > cpus:
+        warnings.warn(f"{flag} {value} is more than the {cpus} CPUs here; using {cpus}", stacklevel=2)
+        return cpus
+    return value
+
+
+def _path(**kwargs) -> click.Path:
+    return click.Path(path_type=Path, **kwargs)
+
+
 @click.command(name=PROG, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="Exported model.onnx.")
-@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--model", "-m", required=True, type=_path(dir_okay=False), help="Exported model.onnx.")
+@click.argument("input", type=_path())
 @click.option(
     "--out",
     "-o",
-    type=click.Path(path_type=Path),
+    type=_path(dir_okay=False),
     default=None,
     help="Folder: predictions CSV (default stdout). Scene: class map .tif (GeoTIFF) or .png "
     "(default ./<scene>_classmap.tif when georeferenced, else .png).",
@@ -114,19 +140,26 @@ def _split_head(values: tuple[str, ...]) -> tuple[str, Path | None]:
     help="onnxruntime intra-op threads (0 = one per core).",
 )
 @click.option(
-    "--batch", default=64, show_default=True, type=click.IntRange(min=1), help="Tiles per model call."
+    "--batch", default=64, show_default=True, type=click.IntRange(1, MAX_BATCH), help="Tiles per model call."
 )
 @click.option(
-    "--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="Classes reported per tile."
+    "--top-k",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, MAX_TOP_K),
+    help="Classes reported per tile.",
 )
 @click.option(
     "--workers", default=0, type=click.IntRange(min=0), help="Folder decode threads (0 = min(8, CPUs))."
 )
 @click.option(
-    "--tile", default=None, type=click.IntRange(min=1), help="Scene tile side in px (default: model input)."
+    "--tile",
+    default=None,
+    type=click.IntRange(1, MAX_TILE),
+    help="Scene tile side in px (default: model input).",
 )
 @click.option(
-    "--stride", default=None, type=click.IntRange(min=1), help="Scene tile step in px (default: tile)."
+    "--stride", default=None, type=click.IntRange(1, MAX_TILE), help="Scene tile step in px (default: tile)."
 )
 @click.option("--bands", default=None, metavar="R,G,B", help="1-based bands used as RGB (rasterio scenes).")
 @click.option(
@@ -139,121 +172,103 @@ def _split_head(values: tuple[str, ...]) -> tuple[str, Path | None]:
     "--csv",
     "csv_path",
     default=None,
-    type=click.Path(path_type=Path),
+    type=_path(dir_okay=False),
     help="Scene: per-tile CSV (default: OUT with .csv).",
 )
-@click.option(
-    "--quicklook", default=None, type=click.Path(path_type=Path), help="Scene: write a quick-look PNG."
-)
+@click.option("--quicklook", default=None, type=_path(dir_okay=False), help="Scene: write a quick-look PNG.")
 @click.option(
     "--quicklook-size",
     default=1024,
     show_default=True,
-    type=click.IntRange(min=16),
-    help="Longer side of the quick-look in px.",
+    type=click.IntRange(16, MAX_QUICKLOOK),
+    help="Longer side of each quick-look panel in px.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 def command(model, input, out, heads, providers, threads, batch, top_k, workers, tile, stride, bands,
-            zero_collar, csv_path, quicklook, quicklook_size, quiet) -> InferOptions:  # fmt: skip
+            zero_collar, csv_path, quicklook, quicklook_size, quiet) -> int:  # fmt: skip
     """Classify a folder of tiles or a large scene with an exported rfmml model (onnxruntime only)."""
     kind, head_file = _split_head(heads)
-    return InferOptions(
+    options = InferOptions(
         model=model, input=input, out=out, head_file=head_file, head=kind, providers=providers,
-        threads=threads, batch=batch, top_k=top_k, workers=workers, tile=tile, stride=stride,
-        bands=_parse_bands(bands), zero_collar=zero_collar, csv=csv_path, quicklook=quicklook,
-        quicklook_size=quicklook_size, quiet=quiet,
+        threads=_cap_to_cpus("--threads", threads), batch=batch, top_k=top_k,
+        workers=_cap_to_cpus("--workers", workers), tile=tile, stride=stride, bands=_parse_bands(bands),
+        zero_collar=zero_collar, csv=csv_path, quicklook=quicklook, quicklook_size=quicklook_size,
+        quiet=quiet,
     )  # fmt: skip
+    return run(options)
 
 
-def parse_args(argv: list[str] | None) -> InferOptions | int:
-    """Options, or an exit code when click handled the call itself (--help: 0; usage error: 2)."""
-    try:
-        result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
-    except click.exceptions.Exit as done:
-        return int(done.exit_code)
-    except click.exceptions.Abort:
-        return 130
-    except click.ClickException as error:
-        print(f"{PROG}: error: {error.format_message()}", file=sys.stderr)
-        return 2
-    return result if isinstance(result, InferOptions) else int(result or 0)
+def _check_options(options: InferOptions) -> bool:
+    """Refuse what cannot work before any work is done; return whether INPUT is a folder."""
+    from rfmml.runtime.output_files import path_text
 
-
-def run(options: InferOptions, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Do one run; returns the exit code (0, or 1 when folder files failed). Raises on bad input."""
-    from rfmml.runtime.classifier import Classifier
-    from rfmml.runtime.progress import Progress
-
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
     if not options.input.exists():
-        raise FileNotFoundError(f"input not found: {options.input}")
+        raise InputError(f"input not found: {path_text(options.input)}")
     is_folder = options.input.is_dir()
-    if not is_folder:
-        _check_scene_outputs(options)
-    else:
+    if is_folder:
         scene_only = {"--tile": options.tile, "--stride": options.stride, "--bands": options.bands,
                       "--csv": options.csv, "--quicklook": options.quicklook}  # fmt: skip
         given = [flag for flag, value in scene_only.items() if value is not None]
         if given:
-            raise ValueError(f"{', '.join(given)} apply to scenes; {options.input} is a folder of tiles")
-    clf = Classifier.load(
-        options.model,
-        options.head_file,
-        head=options.head,
-        providers=options.providers,
-        threads=options.threads,
-    )
-    info = stderr if (is_folder and options.out is None) else stdout
+            raise InputError(f"{', '.join(given)} apply to scenes; {path_text(options.input)} is a folder")
+    elif options.out is not None:
+        from rfmml.runtime.outputs import check_class_map_path
+
+        check_class_map_path(options.out)
+    for path in (options.out, options.csv, options.quicklook):
+        if path is not None and not path.parent.is_dir():
+            raise InputError(f"output folder does not exist: {path_text(path.parent)}")
+    return is_folder
+
+
+def run(options: InferOptions) -> int:
+    """Do one run; returns the exit code (0, or 3 when folder files failed). Raises on bad input."""
+    from rfmml.runtime.classifier import Classifier
+    from rfmml.runtime.progress import Progress
+
+    is_folder = _check_options(options)
+    clf = Classifier.load(options.model, options.head_file, head=options.head, providers=options.providers,
+                          threads=options.threads)  # fmt: skip
+    info = sys.stderr if (is_folder and options.out is None) else sys.stdout
     height, width = clf.input_size
     print(
         f"model {options.model} ({len(clf.class_names)} classes, input {height}x{width}, "
         f"head {clf.head_kind}); providers in use: {clf.providers}",
         file=info,
     )
-    progress = Progress(
-        label="classifying", unit="images" if is_folder else "tiles", enabled=not options.quiet
-    )
+    unit = "images" if is_folder else "tiles"
+    progress = Progress(label="classifying", unit=unit, enabled=not options.quiet)
     if is_folder:
-        return _run_folder(clf, options, progress, info, stdout)
+        return _run_folder(clf, options, progress, info)
     return _run_scene(clf, options, progress, info)
 
 
-def _check_scene_outputs(options: InferOptions) -> None:
-    for path in (options.out, options.csv, options.quicklook):
-        if path is not None and not path.parent.is_dir():
-            raise FileNotFoundError(f"output folder does not exist: {path.parent}")
-    if options.out is not None:
-        suffix = options.out.suffix.lower()
-        if suffix not in (".tif", ".tiff", ".png"):
-            raise ValueError(f"--out {options.out}: a scene's class map is .tif/.tiff (GeoTIFF) or .png")
-        if suffix != ".png" and not have_rasterio():
-            raise SceneError(
-                f'--out {options.out}: writing a GeoTIFF class map needs rasterio: pip install "rfmml[geo]"'
-            )
-
-
-def _run_folder(clf, options: InferOptions, progress, info: TextIO, stdout: TextIO) -> int:
+def _run_folder(clf, options: InferOptions, progress, info: TextIO) -> int:
     from rfmml.runtime.folder import write_folder_csv
+    from rfmml.runtime.output_files import StagedOutputs, path_text
 
-    if options.out is not None and not options.out.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {options.out.parent}")
     result = clf.classify_folder(options.input, batch=options.batch, top_k=options.top_k,
                                  workers=options.workers, progress=progress)  # fmt: skip
     if options.out is None:
-        write_folder_csv(result, stdout)
+        write_folder_csv(result, sys.stdout)
     else:
-        with open(options.out, "w", newline="", encoding="utf-8") as handle:
-            write_folder_csv(result, handle)
-        print(f"predictions: {options.out}", file=info)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                write_folder_csv(result, handle)
+
+        with StagedOutputs() as staged:
+            staged.write(options.out, write)
+        print(f"predictions: {path_text(options.out)}", file=info)
     for line in result.summary_lines():
         print(line, file=info)
-    return 1 if result.failed else 0
+    return EXIT_PARTIAL if result.failed else EXIT_OK
 
 
 def _run_scene(clf, options: InferOptions, progress, info: TextIO) -> int:
-    from rfmml.runtime.api import write_scene_outputs
-    from rfmml.runtime.outputs import summary_lines
+    from rfmml.runtime.output_files import path_text
+    from rfmml.runtime.outputs import summary_lines, write_scene_outputs
+    from rfmml.runtime.scene_io import have_rasterio
 
     result = clf.classify_scene(options.input, tile=options.tile, stride=options.stride, batch=options.batch,
                                 top_k=options.top_k, bands=options.bands, zero_collar=options.zero_collar,
@@ -266,39 +281,16 @@ def _run_scene(clf, options: InferOptions, progress, info: TextIO) -> int:
                                   quicklook_size=options.quicklook_size)  # fmt: skip
     for line in summary_lines(result):
         print(line, file=info)
-    print(f"class map: {written.class_map}", file=info)
-    print(f"tiles CSV: {written.csv}", file=info)
+    print(f"class map: {path_text(written.class_map)}", file=info)
+    print(f"tiles CSV: {path_text(written.csv)}", file=info)
     if written.quicklook is not None:
-        print(f"quick-look: {written.quicklook}", file=info)
-    return 0
+        print(f"quick-look: {path_text(written.quicklook)}", file=info)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point callable from Python: ``main(["--model", "m.onnx", "tiles/"]) -> exit code``."""
-    parsed = parse_args(list(argv) if argv is not None else sys.argv[1:])
-    if isinstance(parsed, int):
-        return parsed
-    try:
-        return run(parsed)
-    except BrokenPipeError:
-        raise
-    except (ArtifactError, SceneError, ImageReadError, FileNotFoundError, ValueError, OSError) as error:
-        if os.environ.get("RFMML_DEBUG"):
-            raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(command, argv, PROG)
 
 
-def cli() -> None:
-    """Console script ``rfmml-infer``."""
-    try:
-        code = main()
-        sys.stdout.flush()
-    except BrokenPipeError:  # stdout closed early (e.g. piped into head): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 141
-    sys.exit(code)
+cli = entry_point(command, PROG)

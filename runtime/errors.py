@@ -35,6 +35,10 @@ class ExportError(RfmmlError):
     """The export cannot proceed (including parity beyond tolerance)."""
 
 
+class OutputError(RfmmlError):
+    """An output that cannot be written (unwritable folder, full disk); the previous one is kept."""
+
+
 class ImageReadError(RfmmlError):
     """A file that cannot be decoded as an image; ``reason`` is one line for the user."""
 

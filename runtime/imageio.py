@@ -6,6 +6,7 @@ tile gives the network the same pixels in both places. Only numpy and Pillow are
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from PIL import Image, UnidentifiedImageError
 from rfmml.runtime.errors import ImageReadError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+# A tile is at most 4096 x 4096 px (50 MB decoded): a file declaring more is refused from its header,
+# before any pixel is decoded (a 254-byte PNG can declare 60000 x 60000 px). Pillow's own limit is set
+# to the same value explicitly (its default, 89 Mpx with an error only at twice that, is far too lax),
+# and its warning between 1x and 2x is silenced because read_rgb refuses those files itself.
+MAX_TILE_PIXELS = 4096 * 4096
+Image.MAX_IMAGE_PIXELS = MAX_TILE_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # One resampling filter for training and inference: bilinear with antialiasing (Pillow's default
 # for downsizing), applied to uint8 RGB.
 RESAMPLE = Image.Resampling.BILINEAR
@@ -84,6 +92,10 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def _too_large(size: str) -> str:
+    return f"too large for a tile: {size} is more than the limit of {MAX_TILE_PIXELS} px (4096 x 4096)"
+
+
 def read_rgb(path: str | Path) -> Decoded:
     """Decode ``path`` to RGB uint8 [H, W, 3]; raise ImageReadError with a one-line reason."""
     path = Path(path)
@@ -91,17 +103,20 @@ def read_rgb(path: str | Path) -> Decoded:
         if path.stat().st_size == 0:
             raise ImageReadError(path, "empty file")
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_TILE_PIXELS:
+                raise ImageReadError(path, _too_large(f"{width}x{height} px"))
             image.load()  # forces the full decode so a truncated file fails here
             array = _pil_to_array(image)
+        pixels, conversion = to_rgb_uint8(array)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image Pillow can read") from None
-    except Image.DecompressionBombError as error:  # a tile this large is not a tile: a scene
-        raise ImageReadError(path, f"too large for a tile ({error})") from None
-    except (OSError, SyntaxError, ValueError) as error:  # truncated / corrupt data
+    except Image.DecompressionBombError:  # declared beyond twice the limit: refused by Pillow's open
+        raise ImageReadError(path, _too_large("its declared size")) from None
+    except (OSError, SyntaxError, ValueError) as error:  # truncated / corrupt data, odd layouts
         raise ImageReadError(path, f"corrupt or truncated image ({error})") from None
-    pixels, conversion = to_rgb_uint8(array)
     if pixels.shape[0] == 0 or pixels.shape[1] == 0:
         raise ImageReadError(path, "image has no pixels")
     return Decoded(pixels, conversion)

@@ -1,4 +1,10 @@
-"""A tiny progress line (no tqdm in the runtime): ``label done/total (pct) rate unit/s ETA``."""
+"""A tiny progress display (no tqdm in the runtime): ``label done/total unit (pct) rate unit/s ETA``.
+
+On a terminal the line is rewritten in place (carriage return), at most every ``interval`` seconds.
+Elsewhere (a log file, a pipe, CI) a few plain lines keep the log readable: one each time another
+``log_step`` of the total is done (every 10 % by default) and one at the end; with an unknown total,
+one every ``log_interval`` seconds. Used by ``rfmml-infer`` and the trainer alike.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,8 @@ from typing import TextIO
 
 
 class Progress:
-    """Counts work items and redraws one status line at most every ``interval`` seconds.
-
-    On a terminal the line is rewritten in place (carriage return); elsewhere (logs, pipes) a new line
-    is printed at most every ``log_interval`` seconds. ``enabled=False`` makes every call a no-op.
-    """
+    """Counts work items and shows them (see the module docstring). ``enabled=False``: every call is a
+    no-op. ``reset`` starts a new phase (a new total and label) on the same display."""
 
     def __init__(
         self,
@@ -22,26 +25,27 @@ class Progress:
         stream: TextIO | None = None,
         enabled: bool = True,
         interval: float = 0.25,
-        log_interval: float = 10.0,
+        log_interval: float = 30.0,
+        log_step: float = 0.1,
     ) -> None:
-        self.total = total
         self.label = label
         self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
-        self.done = 0
-        self.start = time.perf_counter()
-        self._last = self.start
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._interval = interval if self._tty else log_interval
-        self._drawn = False
+        self.interval = interval
+        self.log_interval = log_interval
+        self.log_step = log_step
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.reset(total)
 
     def reset(self, total: int | None, label: str | None = None) -> None:
+        """Start counting again from 0 towards ``total`` (None: unknown)."""
         self.total = total
         if label is not None:
             self.label = label
         self.done = 0
         self.start = self._last = time.perf_counter()
+        self._logged_steps = 0
 
     @property
     def elapsed(self) -> float:
@@ -65,27 +69,33 @@ class Progress:
             parts.append(f"ETA {(self.total - self.done) / rate:.0f}s")
         return " ".join(parts)
 
+    def _due(self, now: float) -> bool:
+        """Whether to draw now: by time on a terminal (or with no total), by steps of the total in logs."""
+        if self.tty or not self.total:
+            return now - self._last >= (self.interval if self.tty else self.log_interval)
+        steps = int(self.done / self.total / self.log_step) if self.log_step > 0 else 0
+        if steps > self._logged_steps and self.done < self.total:
+            self._logged_steps = steps
+            return True
+        return False
+
     def update(self, n: int = 1) -> None:
         self.done += n
+        if not self.enabled:
+            return
         now = time.perf_counter()
-        if self.enabled and now - self._last >= self._interval:
+        if self._due(now):
             self._last = now
-            self._draw()
+            self._draw(end="")
 
-    def _draw(self) -> None:
-        if self._tty:
-            self.stream.write("\r" + self.text() + "\x1b[K")
+    def _draw(self, end: str) -> None:
+        if self.tty:
+            self.stream.write("\r" + self.text() + "\x1b[K" + end)
         else:
             self.stream.write(self.text() + "\n")
         self.stream.flush()
-        self._drawn = True
 
     def close(self) -> None:
         """Draw the final state and end the line."""
-        if not self.enabled:
-            return
-        if self._tty:
-            self.stream.write("\r" + self.text() + "\x1b[K\n")
-        else:
-            self.stream.write(self.text() + "\n")
-        self.stream.flush()
+        if self.enabled:
+            self._draw(end="\n")

@@ -10,12 +10,13 @@ what is in use.
 from __future__ import annotations
 
 import ctypes
-import sys
+import warnings
 from pathlib import Path
 
 import onnxruntime as ort
 
 from rfmml.runtime.artifact import ArtifactError
+from rfmml.runtime.errors import InputError
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -51,7 +52,7 @@ def parse_providers(spec: str) -> list[str]:
     available = ort.get_available_providers()
     unknown = [name for name in names if name not in available]
     if unknown or not names:
-        raise ValueError(
+        raise InputError(
             f"unknown or unavailable providers {unknown or spec!r}; this onnxruntime has {available} "
             "(aliases: auto, cpu, cuda, tensorrt)"
         )
@@ -76,7 +77,7 @@ def _preload_cuda() -> None:
         try:
             preload()
         except (OSError, RuntimeError) as error:  # libraries missing: CUDA will then fail and be reported
-            print(f"rfmml-infer: note: onnxruntime.preload_dlls() failed ({error})", file=sys.stderr)
+            warnings.warn(f"onnxruntime.preload_dlls() failed ({error})", stacklevel=2)
 
 
 def create_session(model_path: str | Path, providers: str = "auto", threads: int = 0) -> ort.InferenceSession:

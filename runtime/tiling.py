@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from rfmml.runtime.errors import InputError
+
 
 class Window(NamedTuple):
     """A pixel window ``[y0, y1) x [x0, x1)`` inside the scene (clipped to it)."""
@@ -43,9 +45,9 @@ def axis_starts(length: int, tile: int, stride: int) -> tuple[tuple[int, ...], b
     ``length < tile``: a single start 0 and ``padded = True``.
     """
     if length < 1:
-        raise ValueError(f"scene length must be >= 1 pixel, got {length}")
+        raise InputError(f"scene length must be >= 1 pixel, got {length}")
     if tile < 1 or stride < 1:
-        raise ValueError(f"tile and stride must be >= 1, got tile={tile} stride={stride}")
+        raise InputError(f"tile and stride must be >= 1, got tile={tile} stride={stride}")
     if length <= tile:
         return (0,), length < tile
     last = length - tile
@@ -121,7 +123,7 @@ def tile_grid(
     tile_h, tile_w = _pair(tile)
     stride_y, stride_x = _pair(stride if stride is not None else (tile_h, tile_w))
     if stride_y > tile_h or stride_x > tile_w:
-        raise ValueError(f"stride {stride_y}x{stride_x} larger than tile {tile_h}x{tile_w} leaves gaps")
+        raise InputError(f"stride {stride_y}x{stride_x} larger than tile {tile_h}x{tile_w} leaves gaps")
     ys, padded_y = axis_starts(height, tile_h, stride_y)
     xs, padded_x = axis_starts(width, tile_w, stride_x)
     return Grid(height, width, tile_h, tile_w, stride_y, stride_x, ys, xs, padded_y, padded_x)

@@ -70,7 +70,7 @@ def test_same_pixels_as_training_decode(tmp_path, tiles):
 def test_cli_folder_csv_and_exit_code(tmp_path, tiles, capsys):
     model = colour_pair(tmp_path)
     out = tmp_path / "pred.csv"
-    assert main(["--model", str(model), str(tiles), "--out", str(out), "--batch", "3", "-q"]) == 1
+    assert main(["--model", str(model), str(tiles), "--out", str(out), "--batch", "3", "-q"]) == 3
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 7
     header = list(rows[0])

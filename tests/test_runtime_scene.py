@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 from runtime_fixtures import NAMES, colour_pair, uniform_tile, write_geotiff
 
-from rfmml.runtime import SKIPPED, Classifier, SceneError, write_class_map, write_quicklook, write_tile_csv
+from rfmml.runtime import SKIPPED, Classifier, SceneError, write_class_map, write_tile_csv
 from rfmml.runtime.cli import main
+from rfmml.runtime.quicklook import write_quicklook
 
 rasterio = pytest.importorskip("rasterio")
 
