@@ -95,7 +95,7 @@ def test_minority_shots_larger_than_class(tmp_path, capsys):
     [
         (["--resume", "nowhere"], "not a run folder"),
         (["--split", "missing.json", "--out", "r"], "split file not found"),
-        (["--out", "r", "--backbone", "vgg"], "Invalid value"),
+        (["--out", "r", "--backbone", "vgg"], "unknown --backbone 'vgg'"),
         (["--out", "r", "--queries", "0"], "--queries"),
         (["--out", "r", "--train-frac", "0.5", "--train-per-class", "3"], "not both"),
         (["--data", ".", "--split", "x.json", "--out", "r", "--minority-shots", "3"], "--split fixes"),

@@ -1,18 +1,28 @@
-"""``rfmml-train``: click parses flags into a TrainConfig; everything else lives in run.py."""
+"""``rfmml-train``: its options are generated from TrainConfig's field declarations (rfmml.trainer.config),
+the parsed values become ``TrainConfig(**values)``, and everything else lives in rfmml.trainer.run."""
 
 from __future__ import annotations
 
-import sys
-import warnings
+from dataclasses import MISSING, Field
+from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from rfmml.trainer.checkpoint import CheckpointError
-from rfmml.trainer.config import DEVICES, DISTANCES, METHODS, TrainConfig
-from rfmml.trainer.errors import InputError
-from rfmml.trainer.models import BACKBONES
+from rfmml.runtime.cli_shell import entry_point, run_command
+from rfmml.runtime.errors import InputError
+from rfmml.trainer.config import (
+    HINTS,
+    PAPER_DEFAULTS,
+    PROTOCOL_FIELDS,
+    SETTINGS,
+    SYNTHETIC_DEFAULTS,
+    TrainConfig,
+    read_config,
+)
+from rfmml.trainer.config_fields import PLUMBING, RUN, SECTIONS, flag_name, shape_of, spec_of
 
+PROG = "rfmml-train"
 EXAMPLES = """
 \b
 Examples:
@@ -22,221 +32,157 @@ Examples:
   rfmml-train --data ~/AID --split runs/aid-s10/split.json --seed 2 --out runs/aid-s10-seed2
   rfmml-train --resume runs/aid-s10
 """
-RESUME_OVERRIDES = ("resume", "device", "progress", "workers", "threads", "cache_dir", "no_cache")
+METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
+COMMAND_LINE = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 
 
-@click.command(
-    epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
-)
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False),
-    help="ImageFolder root (class folders). Default: the embedded synthetic set.",
-)
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder to create.")
-@click.option(
-    "--resume", type=click.Path(file_okay=False), help="Continue the run in this folder from last.pt."
-)
-@click.option(
-    "--method",
-    type=click.Choice(METHODS),
-    default="rfmml",
-    show_default=True,
-    help="rfmml (RET + ACF); ablations rfmml-no-ret, rfmml-no-acf; protonet (fixed all-class episodes); "
-    "cross-entropy baselines with a linear layer: plain, reweight, resample, logit-adjust.",
-)
-@click.option("--split", "split_file", type=click.Path(dir_okay=False), help="Reuse a split.json.")
-@click.option("--train-frac", type=float, help="Training fraction per class [default: 0.5].")
-@click.option("--train-per-class", type=int, help="Training images per class (instead of --train-frac).")
-@click.option(
-    "--val-per-class", type=int, help="Validation images per class [default: the rest, or half of it]."
-)
-@click.option("--test-per-class", type=int, help="Test images per class [default: the rest, or half of it].")
-@click.option("--minority-classes", type=int, help="Draw this many minority classes with the seed.")
-@click.option("--minority", multiple=True, help="A minority class by name (repeatable).")
-@click.option("--minority-shots", type=int, help="Training images kept per minority class.")
-@click.option(
-    "--minority-threshold",
-    type=int,
-    default=20,
-    show_default=True,
-    help="Natural imbalance: classes with fewer training images are minority.",
-)
-@click.option("--n-max", type=int, help="N_max [default: smallest minority training count].")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--backbone", type=click.Choice(BACKBONES), help="[default: wide_resnet50_2; synthetic: conv4]")
-@click.option(
-    "--pretrained/--no-pretrained", default=None, help="ImageNet weights [default: yes; conv4/synthetic: no]."
-)
-@click.option("--weights", type=click.Path(dir_okay=False), help="Backbone state-dict file.")
-@click.option("--image-size", type=int, help="Square input size [default: 224; synthetic: 32].")
-@click.option("--distance", type=click.Choice(DISTANCES), default="euclidean", show_default=True)
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option("--ret-episodes", type=int, help="[default: 80000; synthetic: 500]")
-@click.option("--acf-episodes", type=int, help="[default: 2000; synthetic: 200]")
-@click.option("--queries", type=int, default=5, show_default=True, help="Queries per class.")
-@click.option("--ret-lr", type=float, help="[default: 5e-6; synthetic: 1e-3]")
-@click.option("--acf-lr", type=float, help="[default: 1e-6; synthetic: 2e-4]")
-@click.option(
-    "--augment/--no-augment", default=True, show_default=True, help="Random flips and 90-degree rotations."
-)
-@click.option(
-    "--val-every", type=int, help="Validate every this many episodes [default: 1000; synthetic: 100]."
-)
-@click.option("--log-every", type=int, help="Log every this many episodes [default: 50; synthetic: 10].")
-@click.option("--epochs", type=int, help="Cross-entropy methods: epochs [default: 600; synthetic: 15].")
-@click.option("--lr", type=float, help="Cross-entropy methods: Adam lr [default: 1e-4; synthetic: 1e-3].")
-@click.option(
-    "--lr-step",
-    type=int,
-    help="Cross-entropy methods: lr / 5 every this many epochs [default: 200; synthetic: 10].",
-)
-@click.option(
-    "--ce-batch", type=int, default=64, show_default=True, help="Cross-entropy methods: batch size."
-)
-@click.option(
-    "--la-tau",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="logit-adjust: strength tau of the adjustment.",
-)
-@click.option(
-    "--init", "init_run", type=click.Path(file_okay=False), help="Start the backbone from this run's best.pt."
-)
-@click.option(
-    "--svm-c", type=float, multiple=True, help="SVM C grid, chosen on validation [default: 0.01 0.1 1 10]."
-)
-@click.option(
-    "--svm-class-weight", type=click.Choice(["balanced", "none"]), default="balanced", show_default=True
-)
-@click.option("--svm-l2-normalize/--no-svm-l2-normalize", default=True, show_default=True)
-@click.option(
-    "--batch-size", type=int, default=256, show_default=True, help="Batch size for embedding (evaluation)."
-)
-@click.option(
-    "--workers", type=int, default=0, show_default=True, help="Decode threads (0: one per CPU, at most 16)."
-)
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    help="Decoded-image cache [default: $RFMML_CACHE or ~/.cache/rfmml].",
-)
-@click.option("--threads", type=int, help="torch CPU threads, 0: torch's default [default: 0; synthetic: 1].")
-@click.option("--no-cache", is_flag=True, help="Do not read or write the decoded-image cache.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
-@click.pass_context
-def command(ctx: click.Context, **opts) -> None:
+class SettingOption(click.Option):
+    """An option shown in a --help section, whose default may be a text: a default that is resolved
+    at run time (the paper's or the synthetic set's) reads as such instead of being absent."""
+
+    def __init__(self, *args: Any, section: str, default_text: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.section = section
+        self.default_text = default_text
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        extra = super().get_help_extra(ctx)
+        if self.default_text is not None:
+            extra["default"] = self.default_text
+        return extra
+
+
+class SectionedCommand(click.Command):
+    """A command whose --help lists its options in sections (SECTIONS, in that order)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {title: [] for title in SECTIONS}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                rows[getattr(param, "section", RUN)].append(record)
+        for title, records in rows.items():
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def _shown(value: Any) -> str:
+    """A default as --help shows it: 5e-06 -> 5e-6, True -> yes."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}".replace("e-0", "e-")
+    return str(value)
+
+
+def _metavar(param_type: click.ParamType | None, base: type) -> str | None:
+    """INT / FLOAT / TEXT; None (click's own) for a flag or a choice, which click shows as [a|b]."""
+    return None if base is bool or isinstance(param_type, click.Choice) else METAVARS[base]
+
+
+def setting_option(item: Field) -> SettingOption:
+    """The click option of one TrainConfig field, from its declaration (type and range, help, default)."""
+    spec = spec_of(item)
+    shape = shape_of(HINTS[item.name])
+    flag = flag_name(item.name)
+    default = None if item.default is MISSING else item.default
+    default_text = spec.default_text
+    if default_text is None and item.name in PAPER_DEFAULTS:
+        paper, synthetic = PAPER_DEFAULTS[item.name], SYNTHETIC_DEFAULTS[item.name]
+        default_text = f"paper: {_shown(paper)}; synthetic: {_shown(synthetic)}"
+    is_flag = shape.base is bool
+    return SettingOption(
+        [f"{flag}/--no-{flag[2:]}" if is_flag else flag],
+        type=spec.type,
+        multiple=shape.sequence,
+        default=default,
+        show_default=default not in (None, ()),
+        metavar=spec.metavar or _metavar(spec.type, shape.base),
+        help=spec.help,
+        section=spec.section,
+        default_text=default_text,
+    )
+
+
+def _options() -> list[click.Option]:
+    """Every TrainConfig field's option in field order, --resume after --out, --no-cache at the end."""
+    options = [setting_option(item) for item in SETTINGS.values()]
+    return [
+        options[0],  # --out
+        SettingOption(
+            ["--resume"],
+            type=click.Path(file_okay=False),
+            metavar="RUN",
+            help="Continue the run in this folder from last.pt (with its own settings).",
+            section=RUN,
+        ),
+        *options[1:],
+        SettingOption(
+            ["--no-cache"],
+            is_flag=True,
+            help="Do not read or write the decoded-image cache.",
+            section=PLUMBING,
+        ),
+    ]
+
+
+def _given(ctx: click.Context) -> list[str]:
+    """The parameters given on the command line (not left at their defaults)."""
+    return [name for name in ctx.params if ctx.get_parameter_source(name) in COMMAND_LINE]
+
+
+def resumed_config(ctx: click.Context, run_dir: str, no_cache: bool) -> TrainConfig:
+    """The config of the run in ``run_dir``, with the flags that may change on resume applied."""
+    given = [name for name in _given(ctx) if name not in ("resume", "no_cache")]
+    fixed = [name for name in given if not spec_of(SETTINGS[name]).resume]
+    if fixed:
+        raise InputError(f"--resume takes its settings from the run; drop {flag_name(fixed[0])}")
+    overrides = {name: ctx.params[name] for name in given}
+    if no_cache:
+        overrides["cache_dir"] = ""
+    return read_config(run_dir).replace(out=run_dir, **overrides)
+
+
+def new_config(values: dict[str, Any], no_cache: bool) -> TrainConfig:
+    """A new run's config from the parsed settings (every field already checked by its click type)."""
+    if values["out"] is None:
+        raise InputError("--out RUN is required (or --resume RUN)")
+    if values["split"] is not None:
+        clash = [name for name in PROTOCOL_FIELDS if values[name] not in (None, ())]
+        if clash:
+            raise InputError(f"--split fixes the split; drop {flag_name(clash[0])}")
+    if no_cache:
+        values = {**values, "cache_dir": ""}
+    return TrainConfig(**values)
+
+
+def train(resume: str | None, no_cache: bool, **values: Any) -> None:
     """Train an RF-MML embedding (RET on majority classes, then ACF on all classes), or a baseline
     (--method), and evaluate the Proto and SVM heads (and the linear layer of cross-entropy
     baselines) on the test split. Writes RUN/config.json, split.json, metrics.jsonl,
     last.pt, best.pt and eval.json."""
-    from rfmml.trainer.run import read_config, run_training
+    from rfmml.trainer.run import run_training
 
-    if opts["resume"]:
-        given = [k for k in opts if ctx.get_parameter_source(k) != ParameterSource.DEFAULT]
-        extra = [k for k in given if k not in RESUME_OVERRIDES]
-        if extra:
-            raise InputError(f"--resume takes its settings from the run; drop --{extra[0].replace('_', '-')}")
-        config = read_config(opts["resume"]).replace(out=opts["resume"])
-        overrides = {k: opts[k] for k in given if k in ("device", "progress", "workers", "threads")}
-        if ctx.get_parameter_source("cache_dir") != ParameterSource.DEFAULT or opts["no_cache"]:
-            overrides["cache_dir"] = "" if opts["no_cache"] else opts["cache_dir"]
-        run_training(config.replace(**overrides), resume=True)
-        return
-    if not opts["out"]:
-        raise InputError("--out RUN is required (or --resume RUN)")
-    if opts["split_file"]:
-        clash = [
-            k
-            for k in (
-                "train_frac",
-                "train_per_class",
-                "val_per_class",
-                "test_per_class",
-                "minority_classes",
-                "minority_shots",
-            )
-            if opts[k] is not None
-        ] + (["minority"] if opts["minority"] else [])
-        if clash:
-            raise InputError(f"--split fixes the split; drop --{clash[0].replace('_', '-')}")
-    config = TrainConfig(
-        out=opts["out"],
-        data=opts["data"],
-        method=opts["method"],
-        split=opts["split_file"],
-        train_frac=opts["train_frac"],
-        train_per_class=opts["train_per_class"],
-        val_per_class=opts["val_per_class"],
-        test_per_class=opts["test_per_class"],
-        minority_classes=opts["minority_classes"],
-        minority=tuple(opts["minority"]),
-        minority_shots=opts["minority_shots"],
-        minority_threshold=opts["minority_threshold"],
-        n_max=opts["n_max"],
-        seed=opts["seed"],
-        backbone=opts["backbone"],
-        pretrained=opts["pretrained"],
-        weights=opts["weights"],
-        image_size=opts["image_size"],
-        distance=opts["distance"],
-        device=opts["device"],
-        ret_episodes=opts["ret_episodes"],
-        acf_episodes=opts["acf_episodes"],
-        queries=opts["queries"],
-        ret_lr=opts["ret_lr"],
-        acf_lr=opts["acf_lr"],
-        augment=opts["augment"],
-        val_every=opts["val_every"],
-        log_every=opts["log_every"],
-        epochs=opts["epochs"],
-        lr=opts["lr"],
-        lr_step=opts["lr_step"],
-        ce_batch=opts["ce_batch"],
-        la_tau=opts["la_tau"],
-        init=opts["init_run"],
-        svm_c=tuple(opts["svm_c"]) or TrainConfig.svm_c,
-        svm_class_weight=opts["svm_class_weight"],
-        svm_l2_normalize=opts["svm_l2_normalize"],
-        threads=opts["threads"],
-        batch_size=opts["batch_size"],
-        workers=opts["workers"],
-        cache_dir="" if opts["no_cache"] else opts["cache_dir"],
-        progress=opts["progress"],
-    )
-    run_training(config)
+    if resume is not None:
+        run_training(resumed_config(click.get_current_context(), resume, no_cache), resume=True)
+    else:
+        run_training(new_config(values, no_cache))
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"rfmml-train: warning: {message}", file=sys.stderr)
+command = SectionedCommand(
+    PROG,
+    callback=train,
+    params=_options(),
+    help=train.__doc__,
+    epilog=EXAMPLES,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI on ``argv``; return the exit code (0 ok, 2 bad input) instead of exiting."""
-    previous = warnings.showwarning
-    warnings.showwarning = _one_line_warning
-    try:
-        command.main(args=argv, prog_name="rfmml-train", standalone_mode=False)
-        return 0
-    except click.exceptions.Exit as done:  # --help
-        return done.exit_code
-    except click.ClickException as error:
-        print(f"rfmml-train: error: {error.format_message()}", file=sys.stderr)
-        return 2
-    except click.Abort:
-        print("rfmml-train: aborted", file=sys.stderr)
-        return 130
-    except (InputError, CheckpointError) as error:
-        print(f"rfmml-train: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # an unwritable --out, a full disk: say which file, keep last.pt
-        print(f"rfmml-train: error: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
-        return 2
-    finally:
-        warnings.showwarning = previous
+    """Run ``rfmml-train`` on ``argv``; return the exit code (0 ok, 2 bad input, ...) instead of exiting."""
+    return run_command(command, argv, PROG)
 
 
-def cli() -> None:
-    """Console-script entry point (``rfmml-train``): exits with :func:`main`'s code."""
-    sys.exit(main(sys.argv[1:]))
+cli = entry_point(command, PROG)

@@ -12,16 +12,17 @@ import hashlib
 import json
 import math
 import os
-import sys
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from rfmml.runtime.click_main import run_command
+from rfmml.runtime.cli_shell import entry_point, run_command
 from rfmml.runtime.errors import InputError
 from rfmml.trainer.compare_plots import plot_confusion, plot_gains
 
+PROG = "rfmml-compare"
 METRICS = ("majority", "minority", "overall")
 HEAD_ORDER = ("linear", "proto", "svm")
 
@@ -110,10 +111,8 @@ def load_run_result(run_dir: str | Path, group_by: str = "protocol", label: str 
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    """Mean and sample standard deviation (n - 1); 0 for a single run."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def summarize(results: list[RunResult]) -> list[Row]:
@@ -175,7 +174,7 @@ def per_class_gain(results: list[RunResult]) -> dict[str, dict[str, dict[str, fl
             for name, value in result.heads[head]["per_class"].items():
                 if value is not None:
                     acc.setdefault(name, []).append(float(value))
-        return {name: sum(v) / len(v) for name, v in acc.items()}
+        return {name: statistics.mean(v) for name, v in acc.items()}
 
     gains: dict[str, dict[str, dict[str, float]]] = {}
     for group in dict.fromkeys(r.group for r in results):
@@ -254,18 +253,17 @@ def write_report(results: list[RunResult], out: Path) -> list[Row]:
     show_default=True,
     help="Name rows by the training method, or by the run folder's name (variants of a method).",
 )
-def cli(runs: tuple[str, ...], out: str, group_by: str, label: str) -> None:
+def command(runs: tuple[str, ...], out: str, group_by: str, label: str) -> None:
     """Compare finished runs: rfmml-compare runs/* --out report/"""
-    try:
-        results = [load_run_result(run, group_by, label) for run in runs]
-    except CompareError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    results = [load_run_result(run, group_by, label) for run in runs]
     rows = write_report(results, Path(out))
     click.echo(markdown_table(rows))
     click.echo(f"report written to {Path(out) / 'README.md'}")
 
 
-def main(argv: list[str]) -> int:
-    """``rfmml-compare`` callable from tests: the exit code, never SystemExit."""
-    return run_command(cli, argv)
+def main(argv: list[str] | None = None) -> int:
+    """Run ``rfmml-compare`` on ``argv``; return the exit code (0 ok, 2 bad input, ...) instead of exiting."""
+    return run_command(command, argv, PROG)
+
+
+cli = entry_point(command, PROG)

@@ -1,16 +1,44 @@
-"""Training configuration: one frozen dataclass of every setting, JSON round-trippable.
+"""Training configuration: one frozen dataclass of every setting, each declared once, JSON round-trippable.
+
+Every field is declared with :func:`~rfmml.trainer.config_fields.setting`: its click type (the range),
+help and help section. ``rfmml-train`` builds its options from these declarations and passes the parsed
+values straight to ``TrainConfig(**values)``; :meth:`TrainConfig.from_dict` (``config.json``) and
+:func:`validate` (any config) check values with the very same types. :func:`validate` adds the checks
+that involve two settings.
 
 Fields left as ``None`` are resolved by :func:`resolve_defaults` before training: the paper's values
-for real data, and shrunken values (small backbone, small images, few episodes, higher learning rates)
-for the embedded synthetic default. ``config.json`` holds the resolved config, so a run can be
-rebuilt from it alone.
+(PAPER_DEFAULTS) for real data, and shrunken ones (SYNTHETIC_DEFAULTS: small backbone, small images,
+few episodes, higher learning rates) for the embedded synthetic default. ``config.json`` holds the
+resolved config, so a run can be rebuilt from it alone (:func:`read_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import typing
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
+
+import click
+
+from rfmml.runtime.artifact import DISTANCES
+from rfmml.runtime.errors import InputError
+from rfmml.trainer.config_fields import (
+    CROSS_ENTROPY,
+    EPISODIC,
+    HEADS,
+    MODEL,
+    PLUMBING,
+    RUN,
+    SPLIT,
+    BackboneName,
+    FiniteFloat,
+    check_value,
+    flag_name,
+    setting,
+)
 
 EPISODIC_METHODS = ("rfmml", "protonet", "rfmml-no-ret", "rfmml-no-acf")
 CE_METHODS = ("plain", "reweight", "resample", "logit-adjust")
@@ -18,8 +46,19 @@ METHODS = EPISODIC_METHODS + CE_METHODS
 # Settings that only one family of methods reads (the "defaults shrunk" message names the others only).
 CE_ONLY = ("epochs", "lr", "lr_step")
 EPISODIC_ONLY = ("ret_episodes", "acf_episodes", "ret_lr", "acf_lr", "val_every", "log_every")
-DISTANCES = ("euclidean", "sqeuclidean")
 DEVICES = ("auto", "cpu", "cuda")
+SVM_CLASS_WEIGHTS = ("balanced", "none")
+# The split protocol's settings: --split (a finished split) takes none of them.
+PROTOCOL_FIELDS = (
+    "train_frac",
+    "train_per_class",
+    "val_per_class",
+    "test_per_class",
+    "minority_classes",
+    "minority",
+    "minority_shots",
+)
+DEFAULT_TRAIN_FRAC = 0.5  # when neither --train-frac nor --train-per-class is given
 
 # The paper's budget (Guan et al., ICASSP 2020) and the embedded default's shrunken one.
 PAPER_DEFAULTS: dict[str, Any] = {
@@ -54,59 +93,217 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "lr_step": 10,
 }
 
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 <= seed < 2**32 (torch < 2**63): the smaller
+# The episodic loop keeps every decoded training image on the device as uint8, S * S * 3 bytes: at
+# 4096 px that is 50 MB an image, so larger sizes only exhaust memory (the paper uses 224).
+IMAGE_SIZE_MAX = 4096
+EPISODES_MAX = 10**9  # years of training; keeps every episode counter far inside int64
+EPOCHS_MAX = 10**6
+BATCH_MAX = 2**16  # larger batches exhaust memory before they help (and overflow index arithmetic)
+POSITIVE = FiniteFloat(min=0, min_open=True)
+INT_2_UP = click.IntRange(min=2)
+INT_0_UP = click.IntRange(min=0)
+EPISODE_COUNT = click.IntRange(0, EPISODES_MAX)
+EVERY_EPISODES = click.IntRange(1, EPISODES_MAX)
+EVERY_EPOCHS = click.IntRange(1, EPOCHS_MAX)
+BATCH = click.IntRange(1, BATCH_MAX)
+RUN_FOLDER = click.Path(file_okay=False)
+FILE = click.Path(dir_okay=False)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a training run (see the README's flag table for their meaning)."""
+    """Every setting of a training run; each field's help says what it means (``rfmml-train --help``)."""
 
-    out: str
-    data: str | None = None  # None: the embedded synthetic aerial set
-    method: str = "rfmml"
+    # run
+    out: str = setting(help="Run folder to create.", section=RUN, type=RUN_FOLDER, metavar="RUN")
+    data: str | None = setting(
+        None,
+        help="ImageFolder root (one folder of images per class).",
+        section=RUN,
+        type=click.Path(file_okay=False),
+        default_text="the embedded synthetic set",
+        metavar="DIR",
+    )
+    method: str = setting(
+        "rfmml",
+        help="rfmml (RET + ACF); ablations rfmml-no-ret, rfmml-no-acf; protonet (fixed all-class "
+        "episodes); cross-entropy baselines with a linear layer: plain, reweight, resample, logit-adjust.",
+        section=RUN,
+        type=click.Choice(METHODS),
+        metavar="METHOD",
+    )
     # split / imbalance protocol
-    split: str | None = None  # reuse a split.json
-    train_frac: float | None = None
-    train_per_class: int | None = None
-    val_per_class: int | None = None
-    test_per_class: int | None = None
-    minority_classes: int | None = None
-    minority: tuple[str, ...] = ()
-    minority_shots: int | None = None
-    minority_threshold: int = 20
-    n_max: int | None = None
-    seed: int = 0
+    split: str | None = setting(
+        None, help="Reuse a split.json (then no other split flag).", section=SPLIT, type=FILE, metavar="FILE"
+    )
+    train_frac: float | None = setting(
+        None,
+        help="Training fraction per class.",
+        section=SPLIT,
+        type=FiniteFloat(0, 1, min_open=True, max_open=True),
+        default_text=f"{DEFAULT_TRAIN_FRAC}",
+    )
+    train_per_class: int | None = setting(
+        None, help="Training images per class (instead of --train-frac).", section=SPLIT, type=INT_2_UP
+    )
+    val_per_class: int | None = setting(
+        None,
+        help="Validation images per class.",
+        section=SPLIT,
+        type=INT_0_UP,
+        default_text="the rest, or half of it",
+    )
+    test_per_class: int | None = setting(
+        None,
+        help="Test images per class.",
+        section=SPLIT,
+        type=INT_0_UP,
+        default_text="the rest, or half of it",
+    )
+    minority_classes: int | None = setting(
+        None, help="Draw this many minority classes with the seed.", section=SPLIT, type=click.IntRange(min=1)
+    )
+    minority: tuple[str, ...] = setting(
+        (), help="A minority class by name (repeatable).", section=SPLIT, metavar="NAME"
+    )
+    minority_shots: int | None = setting(
+        None, help="Training images kept per minority class.", section=SPLIT, type=INT_2_UP
+    )
+    minority_threshold: int = setting(
+        20,
+        help="Natural imbalance: classes with fewer training images are minority.",
+        section=SPLIT,
+        type=INT_2_UP,  # below 2 no class is minority and N_max would be < 2
+    )
+    seed: int = setting(
+        0,
+        help="Seeds the split, the initial weights and the episodes.",
+        section=RUN,
+        type=click.IntRange(0, SEED_MAX),
+    )
     # model
-    backbone: str | None = None
-    pretrained: bool | None = None
-    weights: str | None = None
-    image_size: int | None = None
-    distance: str = "euclidean"
-    device: str = "auto"
+    backbone: str | None = setting(
+        None,
+        help="Embedding network: conv4, resnet18, resnet50, wide_resnet50_2, efficientnet_lite0 (see "
+        "rfmml.trainer.models.BACKBONES) or timm:<name> for any timm model.",
+        section=MODEL,
+        type=BackboneName(),
+        metavar="NAME",
+    )
+    pretrained: bool | None = setting(
+        None,
+        help="ImageNet weights.",
+        section=MODEL,
+        default_text="paper: yes; synthetic, conv4, --weights or --init: no",
+    )
+    weights: str | None = setting(
+        None, help="Backbone state-dict file.", section=MODEL, type=FILE, metavar="FILE"
+    )
+    image_size: int | None = setting(
+        None, help="Square input size in pixels.", section=MODEL, type=click.IntRange(8, IMAGE_SIZE_MAX)
+    )
+    distance: str = setting(
+        "euclidean",
+        help="Distance to the prototypes: the paper's euclidean or ProtoNet's sqeuclidean.",
+        section=MODEL,
+        type=click.Choice(DISTANCES),
+    )
+    device: str = setting(
+        "auto", help="Training device.", section=PLUMBING, type=click.Choice(DEVICES), resume=True
+    )
     # episodes and optimisation
-    ret_episodes: int | None = None
-    acf_episodes: int | None = None
-    queries: int = 5
-    ret_lr: float | None = None
-    acf_lr: float | None = None
-    augment: bool = True
-    val_every: int | None = None
-    log_every: int | None = None
+    ret_episodes: int | None = setting(
+        None, help="RET episodes (majority classes).", section=EPISODIC, type=EPISODE_COUNT
+    )
+    acf_episodes: int | None = setting(
+        None, help="ACF episodes (all classes).", section=EPISODIC, type=EPISODE_COUNT
+    )
+    queries: int = setting(
+        5, help="Query images per class.", section=EPISODIC, type=click.IntRange(1, 10_000)
+    )
+    n_max: int | None = setting(
+        None,
+        help="N_max: support shots are drawn from [1, N_max).",
+        section=EPISODIC,
+        type=INT_2_UP,
+        default_text="the smallest minority training count",
+    )
+    ret_lr: float | None = setting(None, help="RET Adam learning rate.", section=EPISODIC, type=POSITIVE)
+    acf_lr: float | None = setting(None, help="ACF Adam learning rate.", section=EPISODIC, type=POSITIVE)
+    augment: bool = setting(True, help="Random flips and 90-degree rotations (every method).", section=RUN)
+    val_every: int | None = setting(
+        None,
+        help="Validate (keeping the best weights) every this many episodes.",
+        section=EPISODIC,
+        type=EVERY_EPISODES,
+    )
+    log_every: int | None = setting(
+        None, help="Log every this many episodes.", section=EPISODIC, type=EVERY_EPISODES
+    )
     # cross-entropy baselines (--method plain|reweight|resample|logit-adjust)
-    epochs: int | None = None
-    lr: float | None = None
-    lr_step: int | None = None  # divide the learning rate by 5 every this many epochs
-    ce_batch: int = 64
-    la_tau: float = 1.0  # logit adjustment strength
-    init: str | None = None  # start the backbone from this run's best.pt
+    epochs: int | None = setting(None, help="Epochs.", section=CROSS_ENTROPY, type=EVERY_EPOCHS)
+    lr: float | None = setting(None, help="Adam learning rate.", section=CROSS_ENTROPY, type=POSITIVE)
+    lr_step: int | None = setting(
+        None,
+        help="Divide the learning rate by 5 every this many epochs.",
+        section=CROSS_ENTROPY,
+        type=EVERY_EPOCHS,
+    )
+    ce_batch: int = setting(64, help="Batch size.", section=CROSS_ENTROPY, type=BATCH)
+    la_tau: float = setting(
+        1.0,
+        help="logit-adjust: strength tau of the adjustment.",
+        section=CROSS_ENTROPY,
+        type=FiniteFloat(min=0),
+    )
+    init: str | None = setting(
+        None,
+        help="Start the backbone from this run's best.pt.",
+        section=MODEL,
+        type=RUN_FOLDER,
+        metavar="RUN",
+    )
     # heads and evaluation
-    svm_c: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
-    svm_class_weight: str = "balanced"
-    svm_l2_normalize: bool = True
+    svm_c: tuple[float, ...] = setting(
+        (0.01, 0.1, 1.0, 10.0),
+        help="SVM C grid (repeatable), chosen on validation.",
+        section=HEADS,
+        type=POSITIVE,
+    )
+    svm_class_weight: str = setting(
+        "balanced",
+        help="SVM class weights: balanced (inverse class frequency) or none.",
+        section=HEADS,
+        type=click.Choice(SVM_CLASS_WEIGHTS),
+    )
+    svm_l2_normalize: bool = setting(True, help="L2-normalise the embeddings before the SVM.", section=HEADS)
     # plumbing
-    batch_size: int = 256
-    workers: int = 0  # decode threads; 0: one per CPU (at most 16)
-    threads: int | None = None  # torch CPU threads; 0: torch's default
-    cache_dir: str | None = None  # None: $RFMML_CACHE or ~/.cache/rfmml; "" disables the cache
-    progress: bool = True
+    batch_size: int = setting(256, help="Batch size for embedding (evaluation).", section=HEADS, type=BATCH)
+    workers: int = setting(
+        0,
+        help="Decode threads (0: one per CPU, at most 16).",
+        section=PLUMBING,
+        type=click.IntRange(0, 256),
+        resume=True,
+    )
+    threads: int | None = setting(
+        None,
+        help="torch CPU threads (0: torch's default).",
+        section=PLUMBING,
+        type=click.IntRange(0, 1024),
+        resume=True,
+    )
+    cache_dir: str | None = setting(
+        None,
+        help="Decoded-image cache.",
+        section=PLUMBING,
+        type=click.Path(file_okay=False),
+        default_text="$RFMML_CACHE or ~/.cache/rfmml",
+        metavar="DIR",
+        resume=True,
+    )  # "" disables the cache (--no-cache)
+    progress: bool = setting(True, help="Progress bars.", section=PLUMBING, resume=True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (tuples become lists)."""
@@ -114,14 +311,24 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error (written by another version)."""
-        names = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(names))
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Inverse of :meth:`to_dict`, every value checked as its flag is; a missing key takes its
+        default. InputError ``"<source>: <key>: <why>"`` for an unknown key (another version wrote it),
+        a value of the wrong type or out of range, or settings that cannot work together."""
+        if not isinstance(d, dict):
+            raise InputError(f"{source}: not a JSON object")
+        unknown = sorted(set(d) - set(SETTINGS))
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**values)
+            raise InputError(f"{source}: unknown config keys {unknown}")
+        if "out" not in d:
+            raise InputError(f"{source}: out: missing")
+        values = {k: check_value(SETTINGS[k], HINTS[k], v, f"{source}: {k}") for k, v in d.items()}
+        config = cls(**values)
+        try:
+            check_combinations(config)
+        except InputError as error:
+            raise InputError(f"{source}: {error}") from None
+        return config
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -129,6 +336,10 @@ class TrainConfig:
     @property
     def synthetic(self) -> bool:
         return self.data is None
+
+
+SETTINGS = {item.name: item for item in fields(TrainConfig)}
+HINTS = typing.get_type_hints(TrainConfig)
 
 
 def resolve_defaults(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
@@ -146,55 +357,59 @@ def resolve_defaults(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
     irrelevant = EPISODIC_ONLY if config.method in CE_METHODS else CE_ONLY
     shrunk = sorted(k for k in changes if k not in irrelevant) if config.synthetic else []
     if config.train_frac is None and config.train_per_class is None:
-        changes["train_frac"] = 0.5
+        changes["train_frac"] = DEFAULT_TRAIN_FRAC
     return config.replace(**changes), shrunk
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise InputError for settings that cannot work together (one line each)."""
-    from rfmml.trainer.errors import InputError
-    from rfmml.trainer.models import BACKBONES
+    """Raise InputError (one line) for a value its flag would refuse, or settings that cannot work
+    together. Catches configs built in Python; the command line and config.json are checked earlier."""
+    for name, item in SETTINGS.items():
+        check_value(item, HINTS[name], getattr(config, name), flag_name(name))
+    check_combinations(config)
 
-    if config.method not in METHODS:
-        raise InputError(f"--method {config.method!r} is not implemented; choose one of {', '.join(METHODS)}")
-    if config.distance not in DISTANCES:
-        raise InputError(f"--distance must be one of {', '.join(DISTANCES)}")
-    if config.backbone is not None and config.backbone not in BACKBONES:
-        raise InputError(f"unknown --backbone {config.backbone!r}; choose one of {', '.join(BACKBONES)}")
-    checks = [
-        (config.queries >= 1, "--queries must be at least 1"),
-        (config.image_size is None or config.image_size >= 8, "--image-size must be at least 8"),
-        (config.ret_episodes is None or config.ret_episodes >= 0, "--ret-episodes must be >= 0"),
-        (config.acf_episodes is None or config.acf_episodes >= 0, "--acf-episodes must be >= 0"),
-        (config.val_every is None or config.val_every >= 1, "--val-every must be at least 1"),
-        (config.log_every is None or config.log_every >= 1, "--log-every must be at least 1"),
-        (config.n_max is None or config.n_max >= 2, "--n-max must be at least 2"),
-        (config.train_frac is None or 0 < config.train_frac < 1, "--train-frac must be in (0, 1)"),
-        (config.minority_shots is None or config.minority_shots >= 2, "--minority-shots must be at least 2"),
-        (config.svm_class_weight in ("balanced", "none"), "--svm-class-weight must be balanced or none"),
-        (all(c > 0 for c in config.svm_c) and len(config.svm_c) > 0, "--svm-c values must be > 0"),
-        (config.batch_size >= 1, "--batch-size must be at least 1"),
-        (config.threads is None or config.threads >= 0, "--threads must be >= 0"),
+
+def check_combinations(config: TrainConfig) -> None:
+    """The checks that involve two settings (click checks each flag on its own)."""
+    pairs = [
         (
-            config.train_per_class is None or config.train_per_class >= 2,
-            "--train-per-class must be at least 2",
+            config.weights is not None and config.init is not None,
+            "give --weights FILE or --init RUN, not both",
         ),
-        (config.val_per_class is None or config.val_per_class >= 0, "--val-per-class must be >= 0"),
-        (config.test_per_class is None or config.test_per_class >= 0, "--test-per-class must be >= 0"),
-        (config.minority_classes is None or config.minority_classes >= 1, "--minority-classes must be >= 1"),
-        (config.workers >= 0, "--workers must be >= 0"),
-        (config.epochs is None or config.epochs >= 1, "--epochs must be at least 1"),
-        (config.lr is None or config.lr > 0, "--lr must be > 0"),
-        (config.lr_step is None or config.lr_step >= 1, "--lr-step must be at least 1"),
-        (config.ce_batch >= 1, "--ce-batch must be at least 1"),
-        (config.weights is None or config.init is None, "give --weights FILE or --init RUN, not both"),
+        (
+            config.train_frac is not None and config.train_per_class is not None,
+            "give --train-frac or --train-per-class, not both",
+        ),
+        (
+            config.minority_classes is not None and bool(config.minority),
+            "give --minority-classes or --minority NAME, not both",
+        ),
+        (
+            config.minority_classes is not None and config.minority_shots is None,
+            "--minority-classes needs --minority-shots",
+        ),
+        (not config.svm_c, "--svm-c needs at least one value"),
     ]
-    for ok, message in checks:
-        if not ok:
+    for wrong, message in pairs:
+        if wrong:
             raise InputError(message)
-    if config.train_frac is not None and config.train_per_class is not None:
-        raise InputError("give --train-frac or --train-per-class, not both")
-    if config.minority_classes is not None and config.minority:
-        raise InputError("give --minority-classes or --minority NAME, not both")
-    if config.minority_classes is not None and config.minority_shots is None:
-        raise InputError("--minority-classes needs --minority-shots")
+
+
+def read_config(run_dir: str | Path) -> TrainConfig:
+    """The config of the run in ``run_dir`` (its config.json), every value checked as its flag is.
+
+    InputError (one line naming the file and the key) for a folder without config.json, unreadable
+    JSON, a bad value, or a config that lacks a resolved setting (not written by rfmml-train).
+    """
+    path = Path(run_dir) / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{run_dir}: not a run folder (no config.json)") from None
+    except (OSError, ValueError) as error:  # unreadable file, bad UTF-8, bad JSON
+        raise InputError(f"{path}: unreadable config ({error})") from None
+    config = TrainConfig.from_dict(raw, source=str(path))
+    unresolved = [k for k in PAPER_DEFAULTS if getattr(config, k) is None]
+    if unresolved:
+        raise InputError(f"{path}: {unresolved[0]}: missing (not a config.json written by rfmml-train)")
+    return config
