@@ -126,3 +126,13 @@ def test_label_dir_separates_variants_of_one_method(tmp_path: Path) -> None:
     assert [(r.method, r.n) for r in rows] == [("rfmml", 1), ("rfmml-acf1000", 1)]
     rows = summarize([load_run_result(r) for r in runs])
     assert [(r.method, r.n) for r in rows] == [("rfmml", 2)]
+
+
+def test_unwritable_out_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path, "r", "rfmml", {"proto": (0.8, 0.5, 0.68)})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "report"):  # --out is a file; --out lies under a file
+        assert main([str(run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("rfmml-compare: error: ") and str(blocker) in err, err
