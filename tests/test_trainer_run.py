@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from rfmml.trainer import loop
+from rfmml.trainer import engine
 from rfmml.trainer.cli import main
 from rfmml.trainer.config import TrainConfig
 from rfmml.trainer.run import load_run
@@ -84,7 +84,7 @@ def test_tiny_synthetic_run_resume_and_determinism(tmp_path, monkeypatch, capsys
 
     # interrupt after the second checkpoint (RET episode 20), then resume: identical to the full run
     calls = {"n": 0}
-    original = loop.Checkpointer.validate_and_save
+    original = engine.Engine.validate_and_save
 
     def interrupting(*args, **kwargs):
         original(*args, **kwargs)
@@ -93,9 +93,9 @@ def test_tiny_synthetic_run_resume_and_determinism(tmp_path, monkeypatch, capsys
             raise KeyboardInterrupt
 
     cut = tmp_path / "cut"
-    monkeypatch.setattr(loop.Checkpointer, "validate_and_save", interrupting)
-    assert main([*TINY, "--out", str(cut)]) == 130  # Ctrl-C: "aborted", exit code 130
-    monkeypatch.setattr(loop.Checkpointer, "validate_and_save", original)
+    monkeypatch.setattr(engine.Engine, "validate_and_save", interrupting)
+    assert main([*TINY, "--out", str(cut)]) == 130  # Ctrl-C: "interrupted", exit code 130
+    monkeypatch.setattr(engine.Engine, "validate_and_save", original)
     assert not (cut / "eval.json").exists()
     capsys.readouterr()
     assert main(["--resume", str(cut), "--no-progress"]) == 0

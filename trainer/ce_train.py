@@ -1,4 +1,4 @@
-"""Cross-entropy baselines: a linear layer on the same backbone, trained by epochs.
+"""Cross-entropy baselines: a linear layer on the same backbone; one engine step = one epoch.
 
 Methods (all on the same split, backbone, augmentation and evaluation as RF-MML):
   plain        cross-entropy, images in random order;
@@ -6,14 +6,14 @@ Methods (all on the same split, backbone, augmentation and evaluation as RF-MML)
   resample     class-balanced sampling with replacement (ReSample), same number of draws per epoch;
   logit-adjust logit-adjusted cross-entropy (Menon et al. 2021), raw logits at test time.
 Adam; the learning rate is divided by 5 every ``lr_step`` epochs (the paper's schedule); the weights
-with the best validation overall accuracy (linear head) are kept in best.pt.
+with the best validation overall accuracy (linear head) are kept in best.pt. One phase, "ce": a
+metrics record, a validation and last.pt every epoch; progress counts batches.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,19 +26,8 @@ from rfmml.trainer.ce_losses import (
     log_prior,
     logit_adjusted_loss,
 )
-from rfmml.trainer.checkpoint import save_checkpoint
-from rfmml.trainer.config import TrainConfig
+from rfmml.trainer.engine import Phase, StepResult, TrainData, TrainSetup
 from rfmml.trainer.heads import accuracy_report, embed
-from rfmml.trainer.loop import MetricsLog, Position, TrainData, progress_bar
-
-
-@dataclass
-class EpochPosition:
-    """Epochs done and the best validation accuracy so far (restored on --resume)."""
-
-    epoch: int = 0
-    best_val: float = -1.0
-    elapsed: float = 0.0
 
 
 def ce_loss_fn(method: str, counts: torch.Tensor, tau: float):
@@ -70,112 +59,114 @@ def epoch_order(method: str, labels: torch.Tensor, n_classes: int, gen: torch.Ge
 
 
 @torch.no_grad()
-def linear_report(model, linear: nn.Linear, images, labels, data: TrainData, config, device) -> dict:
-    emb = embed(model, images, config.batch_size, device)
+def linear_report(model, linear: nn.Linear, images, labels, data: TrainData, batch_size: int, device) -> dict:
+    """Accuracy report of ``linear`` on the embeddings of ``images`` (computed on the CPU)."""
+    emb = embed(model, images, batch_size, device)
     pred = linear.cpu()(emb).argmax(1)
     linear.to(device)
     return accuracy_report(pred, labels.cpu(), data.classes, data.majority)
 
 
-def train_cross_entropy(
-    model: nn.Module,
-    linear: nn.Linear,
-    data: TrainData,
-    config: TrainConfig,
-    run_dir: Path,
-    device: torch.device,
-    gen: torch.Generator,
-    position: EpochPosition | None = None,
-    optimizer_state: dict | None = None,
-) -> EpochPosition:
-    """Train ``model`` + ``linear`` for ``config.epochs`` epochs from ``position``; write
-    metrics.jsonl (one record per epoch), last.pt every epoch and best.pt on a new best."""
-    position = position or EpochPosition()
-    n_classes = len(data.classes)
-    counts = torch.bincount(data.train_labels.cpu(), minlength=n_classes)
-    loss_fn = ce_loss_fn(config.method, counts, config.la_tau)
-    params = list(model.parameters()) + list(linear.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.lr)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    augment = Augmenter(data.train_images.shape[1], device) if config.augment else None
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    log.truncate_after(["ce"], Position(phase=0, episode=position.epoch))
-    cuda = device.type == "cuda"
-    batches = -(-data.train_images.shape[0] // config.ce_batch)
-    bar = progress_bar(config.epochs * batches, position.epoch * batches, config.progress)
-    start_time = time.perf_counter() - position.elapsed
-    for epoch in range(position.epoch + 1, config.epochs + 1):
-        model.train()
+class CrossEntropyMethod:
+    """The embedding net + a linear layer trained with ``config.method``'s loss, an epoch per step."""
+
+    has_validation: bool
+
+    def __init__(self, setup: TrainSetup) -> None:
+        config, data = setup.config, setup.data
+        self.setup = setup
+        self.model = setup.model
+        n_classes = len(setup.split.classes)
+        # created here, after the embedding net: the global generator's draws fix its initial weights
+        self.linear = nn.Linear(setup.model.embedding_dim, n_classes).to(setup.device)
+        self.gen = torch.Generator(device=setup.device).manual_seed(config.seed + 1)
+        self.has_validation = data.val_images.shape[0] > 0
+        counts = torch.bincount(data.train_labels.cpu(), minlength=n_classes)
+        self.loss_fn = ce_loss_fn(config.method, counts, config.la_tau)
+        self.augment = Augmenter(data.train_images.shape[1], setup.device) if config.augment else None
+        self.cuda = setup.device.type == "cuda"
+        batches = -(-data.train_images.shape[0] // config.ce_batch)
+        epochs = int(config.epochs)
+        self.phases = [Phase("ce", epochs, "epoch", float(config.lr), "--lr", 1, 1, batches, "batches")]
+        self._last: dict[str, Any] = {}
+
+    def describe(self) -> str:
+        config = self.setup.config
+        return (
+            f"training on {self.setup.device}: {config.backbone} + linear layer, {config.method} "
+            f"cross-entropy, {config.epochs} epochs, batch {config.ce_batch}, lr {config.lr:g} / 5 every "
+            f"{config.lr_step}"
+        )
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"linear": self.linear}
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.model.parameters()) + list(self.linear.parameters())
+
+    def step(
+        self, phase_index: int, step: int, optimizer: torch.optim.Optimizer, tick: Callable[[int], None]
+    ) -> StepResult:
+        """Epoch ``step``: the lr of the schedule, then one pass over the epoch's order in batches."""
+        config, data = self.setup.config, self.setup.data
+        self.model.train()
         for group in optimizer.param_groups:  # a pure function of the epoch, so resume needs no state
-            group["lr"] = epoch_lr(config.lr, config.lr_step, epoch)
-        order = epoch_order(config.method, data.train_labels, n_classes, gen)
-        total_loss = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
+            group["lr"] = epoch_lr(float(config.lr), int(config.lr_step), step)
+        order = epoch_order(config.method, data.train_labels, len(data.classes), self.gen)
+        total_loss, correct = self._epoch(order, optimizer, tick)
+        n = order.shape[0]
+        record = {
+            "kind": "epoch",
+            "phase": "ce",
+            "episode": step,
+            "loss": float(total_loss) / n,
+            "accuracy": float(correct) / n,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        self._last = {"epoch": step, **record}
+        return StepResult(total_loss / n, lambda: record)
+
+    def _epoch(
+        self, order: torch.Tensor, optimizer: torch.optim.Optimizer, tick: Callable[[int], None]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train on ``order`` in batches; (summed loss, correct count) as 0-d device tensors."""
+        config, data = self.setup.config, self.setup.data
+        total_loss = torch.zeros((), device=self.setup.device)
+        correct = torch.zeros((), device=self.setup.device)
         for start in range(0, order.shape[0], config.ce_batch):
             index = order[start : start + config.ce_batch]
             images, labels = data.train_images[index], data.train_labels[index]
-            if augment is not None:
-                images = augment(images, gen)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                logits = linear(model(images)).float()
-            loss = loss_fn(logits, labels)
+            if self.augment is not None:
+                images = self.augment(images, self.gen)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+                logits = self.linear(self.model(images)).float()
+            loss = self.loss_fn(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total_loss += loss.detach() * labels.shape[0]
             correct += (logits.argmax(1) == labels).sum()
-            bar.update(1)
-        position.epoch = epoch
-        position.elapsed = time.perf_counter() - start_time
-        n = order.shape[0]
-        record = {
-            "kind": "epoch",
-            "phase": "ce",
-            "episode": epoch,
-            "loss": float(total_loss) / n,
-            "accuracy": float(correct) / n,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": round(position.elapsed, 3),
-        }
-        log.write(record)
-        bar.set_postfix_str(
-            f"{config.method} epoch {epoch}/{config.epochs} loss {record['loss']:.3f} "
-            f"acc {record['accuracy']:.3f}"
+            tick(1)
+        return total_loss, correct
+
+    def progress_note(self, phase_index: int, step: int) -> str:
+        last = self._last
+        return f"epoch {step}/{self.phases[0].steps} loss {last['loss']:.3f} acc {last['accuracy']:.3f}"
+
+    def validate(self) -> dict[str, Any]:
+        data = self.setup.data
+        return linear_report(
+            self.model,
+            self.linear,
+            data.val_images,
+            data.val_labels,
+            data,
+            self.setup.config.batch_size,
+            self.setup.device,
         )
-        state = {
-            "backbone": config.backbone,
-            "config": config.to_dict(),
-            "model": model.state_dict(),
-            "linear": linear.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "phase": "ce",
-            "phase_index": 0,
-            "episode": epoch,
-            "step": epoch,
-            "rng": {"gen": gen.get_state()},
-            "best_val": position.best_val,
-            "elapsed": position.elapsed,
-            "extra": {},
-        }
-        if data.val_images.shape[0] > 0:
-            report = linear_report(model, linear, data.val_images, data.val_labels, data, config, device)
-            log.write(
-                {
-                    "kind": "val",
-                    "phase": "ce",
-                    "episode": epoch,
-                    "val_overall": report["overall"],
-                    "val_majority": report["majority"],
-                    "val_minority": report["minority"],
-                    "seconds": round(time.perf_counter() - start_time, 3),
-                }
-            )
-            if report["overall"] > position.best_val:
-                position.best_val = state["best_val"] = report["overall"]
-                save_checkpoint(run_dir / "best.pt", {**state, "optimizer": None, "val": report})
-        else:
-            save_checkpoint(run_dir / "best.pt", {**state, "optimizer": None})
-        save_checkpoint(run_dir / "last.pt", state)
-    bar.close()
-    return position
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        return {"gen": self.gen.get_state()}
+
+    def load_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.gen.set_state(state["gen"])

@@ -1,16 +1,15 @@
-"""Checkpoints: plain tensors and JSON-able values only, written atomically, loaded with
-``torch.load(weights_only=True)``.
+"""Training checkpoints: one dataclass, :class:`Checkpoint`, for ``RUN/last.pt`` and ``RUN/best.pt``.
 
-Layout of a checkpoint dict:
-  format: int (CHECKPOINT_FORMAT), code_version: str, backbone: str,
-  config: dict (the run's TrainConfig as JSON-able values),
-  model: state_dict of the EmbeddingNet, optimizer: state_dict or None,
-  phase: str, episode: int (episodes done in that phase), step: int (episodes done overall),
-  rng: ByteTensor (torch.Generator state), best_val: float, extra: dict.
+On disk a checkpoint is the plain dict of :meth:`Checkpoint.to_state` (tensors and JSON-able values
+only), written atomically (a temp file in the run folder, synced, then renamed) and loaded with
+``torch.load(weights_only=True)``, so loading one never runs code. ``last.pt`` holds everything a
+``--resume`` needs; ``best.pt`` the weights with the best validation accuracy (no optimizer state).
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,14 @@ import torch
 
 from rfmml.runtime.artifact import atomic_write
 from rfmml.runtime.errors import CheckpointError
+from rfmml.trainer.run_folder import writing
 
-CHECKPOINT_FORMAT = 1
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "code_version"]
+
+# 2: one Checkpoint layout for every method (phase_index/unit/step, method_modules); format 1 (before
+# the training engine) had "episode" (an epoch on the cross-entropy path), "linear" and a dead "extra".
+CHECKPOINT_FORMAT = 2
+UNITS = ("episode", "epoch")
 
 
 def code_version() -> str:
@@ -28,29 +33,92 @@ def code_version() -> str:
     return __version__
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (a temp file in the same folder, then rename)."""
-    path = Path(path)
-    state = {"format": CHECKPOINT_FORMAT, "code_version": code_version(), **state}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+@dataclass
+class Checkpoint:
+    """One training checkpoint. :meth:`to_state` gives exactly these keys (the file's layout):
+
+    format          int, CHECKPOINT_FORMAT: the layout; a file of another format is refused
+    code_version    str, the rfmml version that wrote it (rfmml-export refuses another version's)
+    backbone        str, the backbone name (checked against the run's config on load)
+    config          dict, the run's TrainConfig as JSON-able values (the file alone says how it was made)
+    model           dict[str, Tensor], the EmbeddingNet's state_dict
+    method_modules  dict[str, dict[str, Tensor]], state_dicts of what the method trains besides the
+                    embedding net: {"linear": ...} for cross-entropy methods, {} for episodic ones
+    optimizer       dict | None, the optimizer's state_dict (last.pt); None in best.pt
+    phase           str, the phase's name: "ret", "acf", "protonet", "ce"; "none" before any step
+    phase_index     int, that phase's index in the method's phase list
+    unit            str, what one step of the phase is: "episode" or "epoch"
+    step            int, steps (of ``unit``) done in that phase
+    rng             dict[str, Tensor], the method's generator states (uint8 tensors) at that step
+    best_val        float, the best validation overall accuracy so far; -1.0 when none yet
+    elapsed         float, seconds of training up to this checkpoint (the metrics' clock on resume)
+    """
+
+    backbone: str
+    config: dict[str, Any]
+    model: dict[str, torch.Tensor]
+    phase: str
+    phase_index: int
+    unit: str
+    step: int
+    rng: dict[str, torch.Tensor]
+    best_val: float = -1.0
+    elapsed: float = 0.0
+    optimizer: dict[str, Any] | None = None
+    method_modules: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    format: int = CHECKPOINT_FORMAT
+    code_version: str = field(default_factory=code_version)
+
+    def to_state(self) -> dict[str, Any]:
+        """The plain dict written to disk (the layout in the class docstring)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_state(cls, state: Any, path: str | Path = "checkpoint") -> Checkpoint:
+        """Inverse of :meth:`to_state`; CheckpointError for another format or a missing key."""
+        found = state.get("format") if isinstance(state, dict) else None
+        if found != CHECKPOINT_FORMAT:
+            raise CheckpointError(
+                f"{path}: checkpoint format {found if found is not None else '?'} is not "
+                f"{CHECKPOINT_FORMAT} (written by another rfmml version); retrain or use that version"
+            )
+        names = [f.name for f in fields(cls)]
+        missing = [name for name in names if name not in state]
+        if missing or state["unit"] not in UNITS:
+            raise CheckpointError(f"{path}: damaged checkpoint (missing {missing or 'a valid unit'})")
+        return cls(**{name: state[name] for name in names})
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: the previous file stays whole until the new one is complete on disk."""
+        path = Path(path)
+        state = self.to_state()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:
+                torch.save(state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+        with writing(path):
+            atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: str | Path, backbone: str | None = None) -> Checkpoint:
+        """Load safely (``weights_only=True``); check the format (and the backbone when given)."""
+        checkpoint = cls.from_state(read_state(path), path)
+        if backbone is not None and checkpoint.backbone != backbone:
+            raise CheckpointError(
+                f"{path}: checkpoint is for backbone {checkpoint.backbone!r}, not {backbone!r}"
+            )
+        return checkpoint
 
 
-def load_checkpoint(path: str | Path, backbone: str | None = None) -> dict[str, Any]:
-    """Load a checkpoint safely; check its format (and backbone when given)."""
+def read_state(path: str | Path) -> Any:
+    """The raw object in a checkpoint file (tensors and plain values only); CheckpointError if none."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types on a bad file; say it in one line
         raise CheckpointError(f"{path}: not a readable rfmml checkpoint ({type(error).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path}: checkpoint format {state.get('format') if isinstance(state, dict) else '?'} "
-            f"is not {CHECKPOINT_FORMAT} (written by another rfmml version); retrain or use that version"
-        )
-    if backbone is not None and state.get("backbone") != backbone:
-        raise CheckpointError(
-            f"{path}: checkpoint is for backbone {state.get('backbone')!r}, not {backbone!r}"
-        )
-    return state

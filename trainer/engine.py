@@ -1,0 +1,284 @@
+"""The training engine: one loop for every method (episodic and cross-entropy).
+
+A method (see :class:`Method`) supplies its phases and its step: one episode for the episodic methods,
+one epoch for the cross-entropy ones (``Phase.unit`` says which). The engine owns everything else:
+the optimizer per phase, metrics.jsonl, validation, ``best.pt`` / ``last.pt`` (one :class:`Checkpoint`
+layout), resume, progress, and the check for a loss that became NaN or infinite.
+
+Per phase, for step s = 1 .. phase.steps: run the step; every ``log_every`` steps (and at the phase's
+last) write its metrics record; every ``val_every`` steps (and at the last) validate, keep best.pt on
+a new best, and write last.pt. A resume restarts after last.pt's step with the same optimizer and
+generator states, so it equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from rfmml.runtime.errors import CheckpointError, InputError
+from rfmml.trainer.checkpoint import Checkpoint
+from rfmml.trainer.config import TrainConfig
+from rfmml.trainer.metrics_log import MetricsLog
+from rfmml.trainer.train_progress import TrainProgress
+
+if TYPE_CHECKING:
+    from rfmml.trainer.split import Split
+
+
+class TrainingDiverged(InputError):
+    """The loss became NaN or infinite (too high a learning rate, or bad data)."""
+
+
+@dataclass
+class TrainData:
+    """Tensors for training: train images uint8 [N, S, S, 3] on the device, labels int64 [N]; the
+    validation part likewise (may be empty); class names and majority names for reports."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    classes: list[str]
+    majority: list[str]
+
+
+@dataclass
+class TrainSetup:
+    """What a method is built from: the run's config and split, the embedding net (on the device),
+    the decoded data and the device."""
+
+    config: TrainConfig
+    split: Split
+    model: torch.nn.Module
+    data: TrainData
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a method, as the engine runs it.
+
+    name: the metrics' "phase" ("ret", "acf", "protonet", "ce"); steps: its length in ``unit`` s
+    ("episode" or "epoch"); lr and the flag that sets it (named when the loss diverges); a metrics
+    record every ``log_every`` steps and a validation + checkpoint every ``val_every`` steps (and at
+    the last step); ``ticks`` progress items per step, counted in ``tick_unit`` (e.g. the batches of
+    an epoch).
+    """
+
+    name: str
+    steps: int
+    unit: str
+    lr: float
+    lr_flag: str
+    log_every: int
+    val_every: int
+    ticks: int = 1
+    tick_unit: str = "episodes"
+
+
+@dataclass
+class Position:
+    """Where training stands: ``step`` steps of phase ``phase_index`` done; the best validation
+    overall accuracy so far (-1.0: none); seconds of training so far."""
+
+    phase_index: int = 0
+    step: int = 0
+    best_val: float = -1.0
+    elapsed: float = 0.0
+
+
+@dataclass
+class StepResult:
+    """What one step returns: its loss (0-d tensor on the device, detached) and its metrics record
+    without "seconds" (a callable: building it syncs with the device, so only when logging)."""
+
+    loss: torch.Tensor
+    record: Callable[[], dict[str, Any]]
+
+
+class Method(Protocol):
+    """A training method. ``model`` is the embedding net; ``modules`` what else it trains (saved as
+    the checkpoint's method_modules); ``has_validation``: whether there are validation images."""
+
+    model: torch.nn.Module
+    phases: list[Phase]
+    has_validation: bool
+
+    def describe(self) -> str: ...
+
+    def modules(self) -> dict[str, torch.nn.Module]: ...
+
+    def parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def step(
+        self, phase_index: int, step: int, optimizer: torch.optim.Optimizer, tick: Callable[[int], None]
+    ) -> StepResult: ...
+
+    def validate(self) -> dict[str, Any]: ...
+
+    def progress_note(self, phase_index: int, step: int) -> str: ...
+
+    def rng_state(self) -> dict[str, torch.Tensor]: ...
+
+    def load_rng_state(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+class FiniteWatch:
+    """Remembers the first step whose loss was not finite, on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.step = torch.zeros((), dtype=torch.int64, device=device)  # 0: all finite so far
+        self.loss = torch.zeros((), device=device)
+
+    def observe(self, loss: torch.Tensor, step: int) -> None:
+        first = (self.step == 0) & ~torch.isfinite(loss)
+        self.step = torch.where(first, step, self.step)
+        self.loss = torch.where(first, loss.float(), self.loss)
+
+    def first(self) -> tuple[int, float] | None:
+        """(step, loss) of the first non-finite loss, or None (syncs with the device)."""
+        step = int(self.step)
+        return (step, float(self.loss)) if step else None
+
+
+class Engine:
+    """Runs a :class:`Method` in ``run_dir``: metrics.jsonl, best.pt / last.pt, resume, progress."""
+
+    def __init__(
+        self,
+        method: Method,
+        config: TrainConfig,
+        run_dir: Path,
+        device: torch.device,
+        warn: Callable[[str], None],
+    ) -> None:
+        self.method = method
+        self.config = config
+        self.run_dir = run_dir
+        self.log = MetricsLog(run_dir / "metrics.jsonl", warn)
+        self.progress = TrainProgress(enabled=config.progress)
+        self.watch = FiniteWatch(device)
+        self.start_time = time.perf_counter()
+        self.best_at = ""  # "ret episode 20 (val 0.812)": where best.pt's weights come from
+
+    def run(self, resume: Checkpoint | None = None) -> Position:
+        """Train from the start, or from ``resume`` (last.pt); return the final position."""
+        phases = self.method.phases
+        position, optimizer_state = (self.restore(resume), resume.optimizer) if resume else (Position(), None)
+        self.log.truncate_after([p.name for p in phases], position.phase_index, position.step)
+        self.start_time = time.perf_counter() - position.elapsed
+        for index in range(position.phase_index, len(phases)):
+            if index > position.phase_index:
+                position.phase_index, position.step = index, 0
+            self.run_phase(position, optimizer_state)
+            optimizer_state = None
+        if not (self.run_dir / "best.pt").exists():  # no step at all: the initial weights are the best
+            self.checkpoint(None, position, None).save(self.run_dir / "best.pt")
+        return position
+
+    def run_phase(self, position: Position, optimizer_state: dict | None) -> None:
+        """Run phase ``position.phase_index`` from step ``position.step + 1`` to its end."""
+        phase = self.method.phases[position.phase_index]
+        optimizer = torch.optim.Adam(self.method.parameters(), lr=phase.lr)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        total = phase.steps * phase.ticks
+        self.progress.start_phase(phase.name, total, position.step * phase.ticks, phase.tick_unit)
+        for step in range(position.step + 1, phase.steps + 1):
+            result = self.method.step(position.phase_index, step, optimizer, self.progress.update)
+            self.watch.observe(result.loss, step)
+            position.step = step
+            last = step == phase.steps
+            if step % phase.log_every == 0 or last:
+                self.check_finite(phase)
+                self.write_record(phase, position, result)
+            if step % phase.val_every == 0 or last:
+                self.check_finite(phase)
+                self.validate_and_save(phase, position, optimizer)
+        self.progress.close()
+
+    def write_record(self, phase: Phase, position: Position, result: StepResult) -> None:
+        position.elapsed = time.perf_counter() - self.start_time
+        self.log.write({**result.record(), "seconds": round(position.elapsed, 3)})
+        self.progress.note = self.method.progress_note(position.phase_index, position.step)
+
+    def check_finite(self, phase: Phase) -> None:
+        """Stop with TrainingDiverged when some loss since the last check was NaN or infinite."""
+        bad = self.watch.first()
+        if bad is None:
+            return
+        self.progress.close()
+        kept = f"best.pt keeps {self.best_at}" if self.best_at else "no best.pt yet (no validation before)"
+        raise TrainingDiverged(
+            f"loss became {bad[1]} at {phase.name} {phase.unit} {bad[0]}; lower {phase.lr_flag} "
+            f"(now {phase.lr:g}) and train again; {kept}"
+        )
+
+    def validate_and_save(self, phase: Phase, position: Position, optimizer: torch.optim.Optimizer) -> None:
+        """Validate (when there are validation images), keep best.pt on a new best, write last.pt."""
+        if self.method.has_validation:
+            report = self.method.validate()
+            self.log.write(
+                {
+                    "kind": "val",
+                    "phase": phase.name,
+                    "episode": position.step,
+                    "val_overall": report["overall"],
+                    "val_majority": report["majority"],
+                    "val_minority": report["minority"],
+                    "seconds": round(time.perf_counter() - self.start_time, 3),
+                }
+            )
+            better = report["overall"] > position.best_val
+            if better:
+                position.best_val = report["overall"]
+        else:  # no validation images: the latest weights are the best we know
+            better = True
+        position.elapsed = time.perf_counter() - self.start_time
+        if better:
+            self.checkpoint(phase, position, None).save(self.run_dir / "best.pt")
+            self.best_at = f"{phase.name} {phase.unit} {position.step} (val {position.best_val:.3f})"
+        self.checkpoint(phase, position, optimizer).save(self.run_dir / "last.pt")
+
+    def checkpoint(
+        self, phase: Phase | None, position: Position, optimizer: torch.optim.Optimizer | None
+    ) -> Checkpoint:
+        """The checkpoint of the current weights at ``position`` (``phase`` None: before any step)."""
+        units = [p.unit for p in self.method.phases]
+        return Checkpoint(
+            backbone=str(self.config.backbone),
+            config=self.config.to_dict(),
+            model=self.method.model.state_dict(),
+            method_modules={name: m.state_dict() for name, m in self.method.modules().items()},
+            optimizer=None if optimizer is None else optimizer.state_dict(),
+            phase="none" if phase is None else phase.name,
+            phase_index=position.phase_index,
+            unit=phase.unit if phase is not None else (units or ["episode"])[0],
+            step=position.step,
+            rng=self.method.rng_state(),
+            best_val=position.best_val,
+            elapsed=position.elapsed,
+        )
+
+    def restore(self, checkpoint: Checkpoint) -> Position:
+        """Load ``checkpoint`` (last.pt) into the method; return its position."""
+        where = self.run_dir / "last.pt"
+        phases = self.method.phases
+        index = checkpoint.phase_index
+        if not (0 <= index < len(phases) and phases[index].name == checkpoint.phase):
+            raise CheckpointError(f"{where}: phase {checkpoint.phase!r} is not a phase of this run's method")
+        modules = {"model": self.method.model, **self.method.modules()}
+        states = {"model": checkpoint.model, **checkpoint.method_modules}
+        try:
+            for name, module in modules.items():
+                module.load_state_dict(states[name])
+            self.method.load_rng_state(checkpoint.rng)
+        except (RuntimeError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{where}: does not fit this run's model ({error})") from None
+        return Position(index, checkpoint.step, checkpoint.best_val, checkpoint.elapsed)

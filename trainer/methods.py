@@ -1,0 +1,26 @@
+"""The method registry: ``--method`` name -> the class that builds its phases and its step.
+
+Adding a method means adding its step (a class with the :class:`rfmml.trainer.engine.Method`
+interface and ``describe()``) and one line here (and its name in ``config.METHODS``); the engine
+stays as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rfmml.trainer.ce_train import CrossEntropyMethod
+from rfmml.trainer.engine import Method, TrainSetup
+from rfmml.trainer.episodic import PLANS, EpisodicMethod
+
+MethodBuilder = Callable[[TrainSetup], Method]
+
+METHOD_BUILDERS: dict[str, MethodBuilder] = {
+    **{name: EpisodicMethod for name in PLANS},  # rfmml, rfmml-no-ret, rfmml-no-acf, protonet
+    **{name: CrossEntropyMethod for name in ("plain", "reweight", "resample", "logit-adjust")},
+}
+
+
+def build_method(setup: TrainSetup) -> Method:
+    """The method ``setup.config.method`` (a name of ``config.METHODS``), built on ``setup``."""
+    return METHOD_BUILDERS[setup.config.method](setup)
