@@ -1,37 +1,86 @@
 """The artifact contract between export and runtime: ``model.onnx`` + ``model.npz``.
 
-Defined once, here; ``rfmml.export`` writes it with :func:`save_head`, the runtime reads it with
-:func:`load_head`. The ``.npz`` holds only plain arrays (loads with ``allow_pickle=False``).
+Defined once, here: the graph's tensor names, the distances and head kinds, the head file's keys,
+dtypes and shapes. ``rfmml.export`` writes the head with :func:`save_head`, the runtime reads it with
+:func:`load_head`, which trusts nothing: the zip directory and every ``.npy`` header are checked
+before any array is read (see ``rfmml.runtime.safe_npz``), then every value.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
-import os
-import tempfile
-import zipfile
-import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+# re-exported until every writer imports them from rfmml.runtime.atomic_files
+from rfmml.runtime.atomic_files import atomic_write, atomic_write_bytes, umask_mode  # noqa: F401
 from rfmml.runtime.errors import ArtifactError
+from rfmml.runtime.safe_npz import NpyHeader, read_npz
 
 FORMAT_VERSION = 1
+INPUT_NAME = "images"  # uint8 [batch, H, W, 3], NHWC RGB, batch dynamic
+OUTPUT_NAME = "embeddings"  # float32 [batch, D]
 DISTANCES = ("euclidean", "sqeuclidean")
+HEAD_KINDS = ("proto", "svm")
+MAX_CLASSES = 255  # class maps are uint8 and 255 marks a skipped tile
+MAX_EMBEDDING_DIM = 1 << 16
+MAX_INPUT_SIDE = 1 << 14
+
+
+class _Spec(NamedTuple):
+    """One key of the head file: accepted dtype kinds, shape ("C" classes, "D" embedding dim), and
+    for text the longest string in characters."""
+
+    kinds: str
+    shape: tuple[int | str, ...]
+    max_chars: int = 0
+
+
+HEAD_SCHEMA: dict[str, _Spec] = {
+    "format_version": _Spec("iu", ()),
+    "class_names": _Spec("U", ("C",), 1024),
+    "input_size": _Spec("iu", (2,)),
+    "embedding_dim": _Spec("iu", ()),
+    "distance": _Spec("U", (), 32),
+    "prototypes": _Spec("f", ("C", "D")),
+    "majority": _Spec("b", ("C",)),
+    "train_counts": _Spec("iu", ("C",)),
+    "onnx_sha256": _Spec("U", (), 128),
+    "metadata_json": _Spec("U", (), 1 << 22),
+    "svm_coef": _Spec("f", ("C", "D")),
+    "svm_intercept": _Spec("f", ("C",)),
+    "svm_l2_normalize": _Spec("b", ()),
+}
+REQUIRED_KEYS = (
+    "format_version",
+    "class_names",
+    "input_size",
+    "embedding_dim",
+    "distance",
+    "prototypes",
+    "majority",
+    "train_counts",
+    "onnx_sha256",
+)
+SVM_KEYS = ("svm_coef", "svm_intercept", "svm_l2_normalize")
+# the largest member a valid head can hold: a float64 [C, D] array at the limits, or the metadata text
+MAX_MEMBER_BYTES = max(MAX_CLASSES * MAX_EMBEDDING_DIM * 8, 4 * HEAD_SCHEMA["metadata_json"].max_chars) + 4096
 
 
 @dataclass(frozen=True)
 class Head:
     """Classifier head for embeddings of dimension D over C classes.
 
-    prototypes: float32 [C, D]; svm_coef: float32 [C, D] or None; svm_intercept: float32 [C] or None;
-    majority: bool [C]; train_counts: int64 [C]; input_size: (H, W) of the model's input.
-    metadata: small JSON-able dict (parity report, run info), stored as a JSON string.
+    prototypes: float32 [C, D]; svm_coef: float32 [C, D] or None; svm_intercept: float32 [C] or None
+    (-inf for a class that must never win); majority: bool [C]; train_counts: int64 [C]; input_size:
+    (H, W) of the model's input. metadata: small JSON-able dict (parity report, run info), stored as a
+    JSON string.
     """
 
     class_names: tuple[str, ...]
@@ -54,6 +103,11 @@ class Head:
     def has_svm(self) -> bool:
         return self.svm_coef is not None
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The head kinds this file can score with: ("proto",) or ("proto", "svm")."""
+        return HEAD_KINDS if self.has_svm else HEAD_KINDS[:1]
+
 
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
@@ -67,54 +121,16 @@ def default_head_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".npz")
 
 
-@functools.cache
-def umask_mode() -> int:
-    """0o666 less the process umask: the mode an ordinary ``open(path, "w")`` would give (read once:
-    reading the umask means setting it, so not on every write)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Create ``path`` all or nothing: ``write(tmp)`` fills a temp file in the same folder, which
-    then gets ordinary permissions (mkstemp makes it 0600) and is renamed over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`), synced to disk."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    atomic_write(path, write)
-
-
 def head_arrays(head: Head) -> dict[str, np.ndarray]:
-    """The exact key -> array mapping stored in the .npz (the contract's keys and dtypes)."""
-    if head.distance not in DISTANCES:
-        raise ArtifactError(f"distance must be one of {DISTANCES}, got {head.distance!r}")
-    n_classes = len(head.class_names)
-    if head.prototypes.shape[0] != n_classes:
-        raise ArtifactError(f"{head.prototypes.shape[0]} prototypes for {n_classes} classes")
+    """The exact key -> array mapping stored in the .npz (the contract's keys and dtypes); raises
+    ArtifactError for a head that :func:`load_head` would refuse."""
+    if head.svm_coef is not None and head.svm_intercept is None:
+        raise ArtifactError("svm_coef must be [C, D] like the prototypes, with an intercept [C]")
     arrays: dict[str, np.ndarray] = {
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
-        "class_names": np.array(head.class_names, dtype=np.str_),
+        "class_names": np.array(head.class_names, dtype=np.str_).reshape(-1),
         "input_size": np.array(head.input_size, dtype=np.int64),
-        "embedding_dim": np.array(head.embedding_dim, dtype=np.int64),
+        "embedding_dim": np.array(np.shape(head.prototypes)[-1], dtype=np.int64),
         "distance": np.array(head.distance, dtype=np.str_),
         "prototypes": np.asarray(head.prototypes, dtype=np.float32),
         "majority": np.asarray(head.majority, dtype=bool),
@@ -123,69 +139,125 @@ def head_arrays(head: Head) -> dict[str, np.ndarray]:
         "metadata_json": np.array(json.dumps(head.metadata, sort_keys=True), dtype=np.str_),
     }
     if head.svm_coef is not None:
-        if head.svm_intercept is None or head.svm_coef.shape != head.prototypes.shape:
-            raise ArtifactError("svm_coef must be [C, D] like the prototypes, with an intercept [C]")
         arrays["svm_coef"] = np.asarray(head.svm_coef, dtype=np.float32)
         arrays["svm_intercept"] = np.asarray(head.svm_intercept, dtype=np.float32)
         arrays["svm_l2_normalize"] = np.array(bool(head.svm_l2_normalize))
+    headers = {key: NpyHeader(a.shape, a.dtype, a.nbytes) for key, a in arrays.items()}
+    _refuse("cannot write", _header_problems(headers) or _value_problems(arrays))
     return arrays
 
 
 def save_head(path: str | Path, head: Head) -> None:
     """Write ``head`` atomically to ``path`` (.npz, no pickled objects)."""
-    import io
-
     buffer = io.BytesIO()
     np.savez(buffer, **head_arrays(head))
     atomic_write_bytes(path, buffer.getvalue())
 
 
-REQUIRED_KEYS = (
-    "format_version",
-    "class_names",
-    "input_size",
-    "embedding_dim",
-    "distance",
-    "prototypes",
-    "majority",
-    "train_counts",
-    "onnx_sha256",
-)
-
-
 def load_head(path: str | Path) -> Head:
-    """Read a head .npz; raise ArtifactError (one line) when missing, corrupt or incomplete."""
+    """Read a head .npz; raise ArtifactError (one line naming the file) when it is missing, not an
+    rfmml head, or malformed: unknown keys, implausible declared sizes, pickled members, wrong dtypes
+    or shapes, non-finite numbers. Memory use is bounded by the checked headers."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(
             f"head file not found: {path} (export writes it beside model.onnx; point to it with --head)"
         )
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ArtifactError(f"{path}: not an rfmml head file (a single array, not an .npz archive)")
-        with loaded as data:
-            arrays = {key: data[key] for key in data.files}
-    except ArtifactError:
-        raise
-    except (zlib.error, OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ArtifactError(f"{path}: not a readable rfmml head file ({error})") from None
-    missing = [key for key in REQUIRED_KEYS if key not in arrays]
-    if missing:
-        raise ArtifactError(f"{path}: not an rfmml head file, missing keys {missing}")
+    arrays = read_npz(
+        path,
+        allowed_keys=HEAD_SCHEMA,
+        check_headers=functools.partial(_check_headers, path=path),
+        max_member_bytes=MAX_MEMBER_BYTES,
+        what="rfmml head file",
+    )
     version = int(arrays["format_version"])
     if version != FORMAT_VERSION:
         raise ArtifactError(f"{path}: head format version {version}, this rfmml reads {FORMAT_VERSION}")
-    has_svm = "svm_coef" in arrays
+    _refuse(path, _value_problems(arrays))
+    return _head_from_arrays(arrays)
+
+
+def _refuse(prefix: str | Path, problems: list[str]) -> None:
+    """One ArtifactError line listing every problem found (none: return)."""
+    if problems:
+        raise ArtifactError(f"{prefix}: malformed rfmml head file ({'; '.join(problems)})")
+
+
+def _check_headers(headers: dict[str, NpyHeader], path: Path) -> None:
+    missing = [key for key in REQUIRED_KEYS if key not in headers]
+    if missing:
+        raise ArtifactError(f"{path}: not an rfmml head file, missing keys {missing}")
+    _refuse(path, _header_problems(headers))
+
+
+def _header_problems(headers: dict[str, NpyHeader]) -> list[str]:
+    """Problems with the declared dtypes and shapes (nothing read yet): C from class_names, D from
+    the prototypes, every other shape must follow from them."""
+    svm = [key for key in SVM_KEYS if key in headers]
+    if svm and len(svm) != len(SVM_KEYS):
+        return [f"{', '.join(SVM_KEYS)} go together, found only {', '.join(svm)}"]
+    names, prototypes = headers["class_names"].shape, headers["prototypes"].shape
+    if len(names) != 1 or not 1 <= names[0] <= MAX_CLASSES:
+        return [f"class_names of shape {names} (1..{MAX_CLASSES} classes: 255 marks skipped tiles)"]
+    if len(prototypes) != 2 or not 1 <= prototypes[1] <= MAX_EMBEDDING_DIM:
+        return [f"prototypes of shape {prototypes} (expected [C, D] with D <= {MAX_EMBEDDING_DIM})"]
+    dims = {"C": names[0], "D": prototypes[1]}
+    problems = []
+    for key, header in headers.items():
+        spec = HEAD_SCHEMA[key]
+        expected = tuple(dims[d] if isinstance(d, str) else d for d in spec.shape)
+        if header.shape != expected:
+            problems.append(f"{key} of shape {header.shape}, expected {expected}")
+        if header.dtype.kind not in spec.kinds or header.dtype.itemsize > max(8, 4 * spec.max_chars):
+            problems.append(f"{key} of dtype {header.dtype}")
+    return problems
+
+
+def _value_problems(arrays: dict[str, np.ndarray]) -> list[str]:
+    """Problems with the values, so that a damaged head fails at load time, not mid-scene."""
+    names = arrays["class_names"].tolist()
+    problems = []
+    if "" in names or len(set(names)) != len(names):
+        problems.append("class names must be unique and non-empty")
+    if str(arrays["distance"]) not in DISTANCES:
+        problems.append(f"distance {str(arrays['distance'])!r} not in {DISTANCES}")
+    if int(arrays["embedding_dim"]) != arrays["prototypes"].shape[1]:
+        problems.append(
+            f"embedding_dim {int(arrays['embedding_dim'])} for prototypes {arrays['prototypes'].shape}"
+        )
+    if not all(1 <= side <= MAX_INPUT_SIDE for side in arrays["input_size"].tolist()):
+        problems.append(f"input_size {arrays['input_size'].tolist()} (sides 1..{MAX_INPUT_SIDE})")
+    if not np.all(np.isfinite(arrays["prototypes"])):
+        problems.append("non-finite prototypes")
+    if np.any(arrays["train_counts"] < 0):
+        problems.append("negative train_counts")
+    if "svm_coef" in arrays:
+        problems += _svm_problems(arrays["svm_coef"], arrays["svm_intercept"])
+    if "metadata_json" in arrays and not _is_json_object(str(arrays["metadata_json"])):
+        problems.append("metadata_json is not a JSON object")
+    return problems
+
+
+def _svm_problems(coef: np.ndarray, intercept: np.ndarray) -> list[str]:
+    """The SVM must give every tile a real score: finite weights; intercepts finite or -inf (a class
+    absent from training, which never wins), and not all -inf."""
+    problems = []
+    if not np.all(np.isfinite(coef)):
+        problems.append("non-finite svm_coef")
+    if np.any(np.isnan(intercept) | (intercept == np.inf)) or not np.any(np.isfinite(intercept)):
+        problems.append("svm_intercept must be finite (or -inf for a class that never wins)")
+    return problems
+
+
+def _is_json_object(text: str) -> bool:
     try:
-        head = _head_from_arrays(arrays, has_svm)
-    except (ValueError, TypeError, IndexError, KeyError) as error:
-        raise ArtifactError(f"{path}: malformed rfmml head file ({error})") from None
-    _validate_head(head, path)
-    return head
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
-def _head_from_arrays(arrays: dict[str, np.ndarray], has_svm: bool) -> Head:
+def _head_from_arrays(arrays: dict[str, np.ndarray]) -> Head:
+    has_svm = "svm_coef" in arrays
     return Head(
         class_names=tuple(str(name) for name in arrays["class_names"].tolist()),
         input_size=(int(arrays["input_size"][0]), int(arrays["input_size"][1])),
@@ -199,30 +271,6 @@ def _head_from_arrays(arrays: dict[str, np.ndarray], has_svm: bool) -> Head:
         onnx_sha256=str(arrays["onnx_sha256"]),
         metadata=json.loads(str(arrays["metadata_json"])) if "metadata_json" in arrays else {},
     )
-
-
-def _validate_head(head: Head, path: str | Path) -> None:
-    """Shape and value checks so that a damaged head fails at load time, not mid-scene."""
-    n_classes = len(head.class_names)
-    problems = []
-    if n_classes < 1 or n_classes > 255:
-        problems.append(f"{n_classes} classes (1..255 supported: 255 marks skipped tiles)")
-    if head.prototypes.ndim != 2 or head.prototypes.shape[0] != n_classes:
-        problems.append(f"prototypes shape {head.prototypes.shape} for {n_classes} classes")
-    if head.distance not in DISTANCES:
-        problems.append(f"distance {head.distance!r} not in {DISTANCES}")
-    if min(head.input_size) < 1:
-        problems.append(f"input_size {head.input_size}")
-    if head.svm_coef is not None and (
-        head.svm_coef.shape != head.prototypes.shape
-        or head.svm_intercept is None
-        or head.svm_intercept.shape != (n_classes,)
-    ):
-        problems.append("svm_coef/svm_intercept shapes do not match the prototypes")
-    if not np.all(np.isfinite(head.prototypes)):
-        problems.append("non-finite prototypes")
-    if problems:
-        raise ArtifactError(f"{path}: malformed rfmml head file ({'; '.join(problems)})")
 
 
 def check_binding(model_path: str | Path, head: Head, head_path: str | Path) -> None:

@@ -1,5 +1,8 @@
 """Classifier heads applied to embeddings, exactly as the artifact contract defines them (numpy only).
 
+The one implementation of the distance, the Proto scorer and the SVM scorer: inference, the trainer's
+validation and test evaluation, and export's agreement checks all score with these functions.
+
 - proto: ``score_k = -d(e, prototype_k)`` with d Euclidean or squared Euclidean; the reported score is
   the softmax probability of the class (softmax over the negative distances).
 - svm: ``score_k = e @ coef.T + intercept`` (``e`` L2-normalised first when the head says so); the
@@ -10,9 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from rfmml.runtime.artifact import ArtifactError, Head
+from rfmml.runtime.artifact import HEAD_KINDS, ArtifactError, Head
 
-HEAD_KINDS = ("proto", "svm")
+__all__ = [
+    "HEAD_KINDS",
+    "HeadScorer",
+    "l2_normalize",
+    "pairwise_distance",
+    "proto_logits",
+    "softmax",
+    "svm_logits",
+]
 
 
 def pairwise_distance(embeddings: np.ndarray, prototypes: np.ndarray, distance: str) -> np.ndarray:
@@ -26,6 +37,21 @@ def pairwise_distance(embeddings: np.ndarray, prototypes: np.ndarray, distance: 
     if distance == "euclidean":
         return np.sqrt(squared)
     raise ValueError(f"unknown distance {distance!r}")
+
+
+def proto_logits(embeddings: np.ndarray, prototypes: np.ndarray, distance: str) -> np.ndarray:
+    """Proto scores before the softmax: ``-d(e, prototype_k)``, float64 [B, C] from embeddings [B, D]
+    and prototypes [C, D] (numpy arrays, or anything ``numpy.asarray`` takes)."""
+    return -pairwise_distance(embeddings, prototypes, distance)
+
+
+def svm_logits(
+    embeddings: np.ndarray, coef: np.ndarray, intercept: np.ndarray, l2_normalize_first: bool
+) -> np.ndarray:
+    """SVM decision values ``e @ coef.T + intercept``, float64 [B, C] from embeddings [B, D], coef
+    [C, D] and intercept [C]; ``e`` L2-normalised first when ``l2_normalize_first``."""
+    e = l2_normalize(embeddings) if l2_normalize_first else np.asarray(embeddings, dtype=np.float64)
+    return e @ np.asarray(coef, dtype=np.float64).T + np.asarray(intercept, dtype=np.float64)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -59,11 +85,11 @@ class HeadScorer:
             raise ValueError(
                 f"embeddings of shape {embeddings.shape}, the head expects [batch, {self.head.embedding_dim}]"
             )
+        head = self.head
         if self.kind == "proto":
-            return -pairwise_distance(embeddings, self.head.prototypes, self.head.distance)
-        e = l2_normalize(embeddings) if self.head.svm_l2_normalize else embeddings.astype(np.float64)
-        assert self.head.svm_coef is not None and self.head.svm_intercept is not None
-        return e @ self.head.svm_coef.astype(np.float64).T + self.head.svm_intercept.astype(np.float64)
+            return proto_logits(embeddings, head.prototypes, head.distance)
+        assert head.svm_coef is not None and head.svm_intercept is not None
+        return svm_logits(embeddings, head.svm_coef, head.svm_intercept, head.svm_l2_normalize)
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Reported scores [B, C] (float64): softmax probabilities for proto, decision values for svm."""

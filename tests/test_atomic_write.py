@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rfmml.runtime.artifact import atomic_write, atomic_write_bytes, umask_mode
+from rfmml.runtime.atomic_files import atomic_write, atomic_write_bytes, umask_mode
 
 
 def test_written_files_get_the_umask_mode_not_0600(tmp_path: Path) -> None:
@@ -30,6 +30,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
         atomic_write(target, failing)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+def test_the_artifact_module_still_re_exports_the_helpers() -> None:
+    import rfmml.runtime.artifact as artifact
+
+    assert artifact.atomic_write is atomic_write and artifact.atomic_write_bytes is atomic_write_bytes
 
 
 def _current_umask() -> int:

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from rfmml.runtime.heads import HeadScorer, proto_logits, svm_logits
 from rfmml.trainer.augment import Augmenter, dihedral_index
 from rfmml.trainer.episode import episode_loss, episode_prototypes, pairwise_distance
 from rfmml.trainer.errors import InputError
-from rfmml.trainer.heads import accuracy_report, fit_prototypes, fit_svm, proto_scores, svm_scores
+from rfmml.trainer.heads import SvmSettings, accuracy_report, fit_head, fit_prototypes, fit_svm, predict
 from rfmml.trainer.split import make_split
 
 
@@ -65,8 +66,8 @@ def test_heads_prototypes_scores_and_report():
     emb = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 2.0]])
     labels = torch.tensor([0, 0, 1, 1])
     protos = fit_prototypes(emb, labels, 3)
-    assert protos.tolist() == [[1.0, 0.0], [0.0, 3.0], [0.0, 0.0]]
-    scores = proto_scores(torch.tensor([[1.0, 1.0]]), protos[:2], "sqeuclidean")
+    assert protos.dtype == np.float32 and protos.tolist() == [[1.0, 0.0], [0.0, 3.0], [0.0, 0.0]]
+    scores = proto_logits(torch.tensor([[1.0, 1.0]]), protos[:2], "sqeuclidean")  # the runtime's scorer
     assert scores.tolist() == [[-1.0, -5.0]]
     report = accuracy_report([0, 1, 1, 2], [0, 1, 0, 2], ["a", "b", "c"], majority=["a", "b"])
     assert report == {
@@ -84,9 +85,56 @@ def test_svm_head_separable_and_binary():
     emb = centres[labels] + rng.normal(0, 0.3, (60, 3)).astype(np.float32)
     coef, intercept = fit_svm(emb, labels, 3)
     assert coef.shape == (3, 3) and coef.dtype == np.float32 and intercept.shape == (3,)
-    assert (svm_scores(emb, coef, intercept, True).argmax(1) == labels).all()
+    assert (svm_logits(emb, coef, intercept, True).argmax(1) == labels).all()
     coef2, inter2 = fit_svm(emb[:40], labels[:40], 2, l2_normalize=False)  # sklearn's binary case
-    assert (svm_scores(emb[:40], coef2, inter2, False).argmax(1) == labels[:40]).all()
+    assert (svm_logits(emb[:40], coef2, inter2, False).argmax(1) == labels[:40]).all()
+    np.testing.assert_array_equal(coef2[0], -coef2[1])  # one hyperplane, both signs
+
+
+def test_fit_head_is_the_runtime_head():
+    """The trainer fits exactly what inference loads: prototypes, SVM, majority mask, counts."""
+    rng = np.random.default_rng(1)
+    centres = np.array([[4, 0], [0, 4], [-4, 0]], np.float32)
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 4)
+    emb = centres[labels] + rng.normal(0, 0.2, (24, 2)).astype(np.float32)
+    head = fit_head(
+        torch.from_numpy(emb),
+        torch.from_numpy(labels),
+        ["a", "b", "c"],
+        ["a", "b"],
+        distance="euclidean",
+        input_size=(8, 8),
+        svm=SvmSettings(c=1.0, class_weight="balanced", l2_normalize=True),
+    )
+    assert head.class_names == ("a", "b", "c") and head.input_size == (8, 8)
+    assert head.majority.tolist() == [True, True, False] and head.train_counts.tolist() == [10, 10, 4]
+    np.testing.assert_allclose(head.prototypes[2], emb[20:].mean(0), rtol=1e-6)
+    assert head.svm_coef.shape == (3, 2) and head.svm_intercept.dtype == np.float32
+    for kind in ("proto", "svm"):
+        expected = HeadScorer(head, kind).logits(emb).argmax(1)
+        assert predict(head, torch.from_numpy(emb), kind).tolist() == expected.tolist() == labels.tolist()
+    assert not fit_head(
+        emb, labels, ["a", "b", "c"], ["a"], distance="sqeuclidean", input_size=(8, 8)
+    ).has_svm
+
+
+def test_svm_class_absent_from_training_never_wins():
+    emb = np.array([[1, 0], [1.1, 0], [0, 1], [0, 1.2]], np.float32)
+    coef, intercept = fit_svm(emb, [0, 0, 2, 2], 3)
+    assert intercept[1] == -np.inf and coef[1].tolist() == [0.0, 0.0]
+    assert (svm_logits(emb, coef, intercept, True).argmax(1) == [0, 0, 2, 2]).all()
+
+
+def test_confusion_matrix_rows_true_columns_predicted():
+    from rfmml.trainer.evaluate import confusion_matrix
+
+    assert confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 1, 0, 2]), 4) == [
+        [1, 1, 0, 0],
+        [0, 1, 0, 0],
+        [0, 0, 1, 0],
+        [0, 0, 0, 0],
+    ]
+    assert confusion_matrix(np.array([], int), np.array([], int), 2) == [[0, 0], [0, 0]]
 
 
 def test_dihedral_augment_per_image():

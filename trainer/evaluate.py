@@ -1,4 +1,5 @@
-"""Final evaluation: Proto and SVM heads from ALL training embeddings, scored on the test split.
+"""Final evaluation: Proto and SVM heads from ALL training embeddings, scored on the test split by the
+runtime's scorers (the code inference runs).
 
 The SVM's C is chosen from ``config.svm_c`` by validation overall accuracy (the first of the grid
 wins ties; without validation images, C = 1 when in the grid, else the grid's first value).
@@ -10,21 +11,7 @@ import numpy as np
 import torch
 
 from rfmml.trainer.config import TrainConfig
-from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes, fit_svm, proto_scores, svm_scores
-
-
-def choose_svm_c(train_emb, train_labels, val_emb, val_labels, n_classes, config: TrainConfig, report):
-    """(best C, {C: validation overall accuracy}) over the grid ``config.svm_c``."""
-    weight = None if config.svm_class_weight == "none" else config.svm_class_weight
-    if val_emb.shape[0] == 0:
-        return (1.0 if 1.0 in config.svm_c else config.svm_c[0]), {}
-    scores: dict[float, float] = {}
-    for c in config.svm_c:
-        coef, intercept = fit_svm(train_emb, train_labels, n_classes, c, weight, config.svm_l2_normalize)
-        pred = svm_scores(val_emb, coef, intercept, config.svm_l2_normalize).argmax(1)
-        scores[c] = report(pred, val_labels)["overall"]
-    best = max(config.svm_c, key=lambda c: (scores[c], -config.svm_c.index(c)))
-    return best, scores
+from rfmml.trainer.heads import SvmSettings, accuracy_report, choose_svm_c, embed, fit_head, predict
 
 
 def evaluate_heads(
@@ -45,34 +32,36 @@ def evaluate_heads(
     n_classes = len(classes)
     emb = {name: embed(model, images, config.batch_size, device) for name, (images, _) in parts.items()}
     labels = {name: lab.cpu() for name, (_, lab) in parts.items()}
+    input_size = tuple(parts["train"][0].shape[1:3])
+    fit = {"classes": classes, "majority": majority, "distance": config.distance, "input_size": input_size}
 
-    def report(pred, lab):
-        return accuracy_report(pred, lab, classes, majority)
+    best_c, by_c = choose_svm_c(
+        emb["train"],
+        labels["train"],
+        emb["val"],
+        labels["val"],
+        classes,
+        majority,
+        config.svm_c,
+        SvmSettings.from_config(config),
+    )
+    head = fit_head(emb["train"], labels["train"], **fit, svm=SvmSettings.from_config(config, best_c))
 
-    result: dict = {"method": config.method}
-    test_emb, test_labels = emb["test"], labels["test"]
-    predictions: dict[str, torch.Tensor] = {}
+    test_emb, test_labels = emb["test"], labels["test"].numpy()
+    predictions: dict[str, np.ndarray] = {}
     if linear is not None:
         with torch.no_grad():
-            predictions["linear"] = linear.cpu()(test_emb).argmax(1)
-    prototypes = fit_prototypes(emb["train"], labels["train"], n_classes)
-    predictions["proto"] = proto_scores(test_emb, prototypes, config.distance).argmax(1)
-    best_c, by_c = choose_svm_c(
-        emb["train"], labels["train"], emb["val"], labels["val"], n_classes, config, report
-    )
-    weight = None if config.svm_class_weight == "none" else config.svm_class_weight
-    coef, intercept = fit_svm(
-        emb["train"], labels["train"], n_classes, best_c, weight, config.svm_l2_normalize
-    )
-    predictions["svm"] = torch.as_tensor(
-        svm_scores(test_emb, coef, intercept, config.svm_l2_normalize)
-    ).argmax(1)
-    for head, pred in predictions.items():
-        result[head] = report(pred, test_labels)
+            predictions["linear"] = linear.cpu()(test_emb).argmax(1).numpy()
+    predictions["proto"] = predict(head, test_emb, "proto")
+    predictions["svm"] = predict(head, test_emb, "svm")
+
+    result: dict = {"method": config.method}
+    for name, pred in predictions.items():
+        result[name] = accuracy_report(pred, test_labels, classes, majority)
     result["confusion"] = {
-        head: confusion_matrix(pred, test_labels, n_classes) for head, pred in predictions.items()
+        name: confusion_matrix(pred, test_labels, n_classes) for name, pred in predictions.items()
     }
-    counts = np.bincount(test_labels.numpy(), minlength=n_classes)
+    counts = np.bincount(test_labels, minlength=n_classes)
     result["n_test"] = {name: int(counts[i]) for i, name in enumerate(classes)}
     result["svm_params"] = {
         "C": best_c,
@@ -83,10 +72,14 @@ def evaluate_heads(
     return result
 
 
-def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> list[list[int]]:
-    """[C][C] counts: row = true class, column = predicted class."""
-    flat = torch.as_tensor(labels).long() * n_classes + torch.as_tensor(pred).long()
-    return torch.bincount(flat, minlength=n_classes * n_classes).view(n_classes, n_classes).tolist()
+def confusion_matrix(pred, labels, n_classes: int) -> list[list[int]]:
+    """[C][C] counts (scikit-learn's): row = true class, column = predicted class."""
+    from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
+
+    if len(labels) == 0:  # scikit-learn refuses empty inputs; an empty test split counts nothing
+        return [[0] * n_classes for _ in range(n_classes)]
+    matrix = sklearn_confusion_matrix(np.asarray(labels), np.asarray(pred), labels=np.arange(n_classes))
+    return matrix.tolist()
 
 
 def summary_table(result: dict, minority: list[str]) -> str:

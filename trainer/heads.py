@@ -1,15 +1,39 @@
-"""Test-time heads built from embeddings of ALL training images: Proto (nearest prototype) and a
-one-vs-rest linear SVM; plus embedding and accuracy reports. Independent of the episodic loop."""
+"""Test-time heads fitted on the embeddings of ALL training images, as the runtime's ``Head`` itself.
+
+The trainer fits (prototypes with torch, the one-vs-rest linear SVM with scikit-learn) and scores
+with the runtime's numpy scorers (``rfmml.runtime.heads``), the code that ships: validation, eval.json
+and export's checks measure exactly what inference computes. Embeddings are float32 [N, D] (torch or
+numpy, on the CPU), labels int64 [N].
+"""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from rfmml.runtime.heads import l2_normalize
-from rfmml.trainer.episode import pairwise_distance
+from rfmml.runtime.artifact import Head
+from rfmml.runtime.heads import HeadScorer, l2_normalize, proto_logits, svm_logits
+
+# The runtime's Proto scorer under the trainer's old name (rfmml.trainer.loop still imports it).
+proto_scores = proto_logits
+
+
+@dataclass(frozen=True)
+class SvmSettings:
+    """How the SVM head is fitted: C, class weights ("balanced" or None) and L2-normalised inputs."""
+
+    c: float = 1.0
+    class_weight: str | None = "balanced"
+    l2_normalize: bool = True
+
+    @classmethod
+    def from_config(cls, config, c: float = 1.0) -> SvmSettings:
+        """A run's settings (a TrainConfig: ``svm_class_weight`` "none" = no weights) with C = ``c``."""
+        weight = None if config.svm_class_weight == "none" else config.svm_class_weight
+        return cls(c=c, class_weight=weight, l2_normalize=bool(config.svm_l2_normalize))
 
 
 @torch.no_grad()
@@ -33,23 +57,14 @@ def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256, d
     return torch.cat(out)
 
 
-def fit_prototypes(emb: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Mean embedding per class: emb [N, D], labels int64 [N] -> [C, D] (a class with no image: 0)."""
+def fit_prototypes(emb, labels, n_classes: int) -> np.ndarray:
+    """Mean embedding per class: emb [N, D], labels int64 [N] -> float32 [C, D] (a class with no
+    image: 0). Summed in float32 by torch's index_add_, the order every released metric was made in."""
     emb = torch.as_tensor(emb, dtype=torch.float32)
     labels = torch.as_tensor(labels, dtype=torch.int64)
     sums = torch.zeros(n_classes, emb.shape[1]).index_add_(0, labels, emb)
     counts = torch.bincount(labels, minlength=n_classes).clamp_min(1).float()
-    return sums / counts[:, None]
-
-
-def proto_scores(emb: torch.Tensor, prototypes: torch.Tensor, distance: str) -> torch.Tensor:
-    """-d(emb, prototypes): emb [N, D], prototypes [C, D] -> scores [N, C]."""
-    return -pairwise_distance(torch.as_tensor(emb), torch.as_tensor(prototypes), distance)
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    """The runtime's L2 normalisation (the deployed head applies exactly this), as float32."""
-    return l2_normalize(x).astype(np.float32)
+    return (sums / counts[:, None]).numpy()
 
 
 def fit_svm(
@@ -57,14 +72,15 @@ def fit_svm(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-vs-rest LinearSVC on (optionally L2-normalised) embeddings.
 
-    emb [N, D], labels [N] -> (coef float32 [C, D], intercept float32 [C]); scores are
-    ``e @ coef.T + intercept``. ``class_weight`` "balanced" (default) or None/"none".
+    emb [N, D], labels [N] -> (coef float32 [C, D], intercept float32 [C]) for the runtime's
+    ``svm_logits``; a class absent from training gets intercept -inf (it never wins).
+    ``class_weight`` "balanced" (default) or None/"none".
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
-    x = np.asarray(torch.as_tensor(emb, dtype=torch.float32).numpy(), dtype=np.float64)
-    y = np.asarray(torch.as_tensor(labels).numpy(), dtype=np.int64)
+    x = np.asarray(_numpy(emb), dtype=np.float32).astype(np.float64)
+    y = _numpy(labels).astype(np.int64)
     if l2_normalize:
         x = _l2(x)
     weight = None if class_weight in (None, "none") else class_weight
@@ -73,7 +89,7 @@ def fit_svm(
         warnings.simplefilter("ignore", ConvergenceWarning)
         svm.fit(x, y)
     coef = np.zeros((n_classes, x.shape[1]), np.float32)
-    intercept = np.full(n_classes, -np.inf, np.float32)  # a class absent from training never wins
+    intercept = np.full(n_classes, -np.inf, np.float32)
     present = svm.classes_.astype(np.int64)
     if len(present) == 2:  # sklearn fits a single binary hyperplane: expand to one row per class
         coef[present[1]], intercept[present[1]] = svm.coef_[0], svm.intercept_[0]
@@ -83,21 +99,78 @@ def fit_svm(
     return coef, intercept
 
 
-def svm_scores(emb, coef: np.ndarray, intercept: np.ndarray, l2_normalize: bool) -> np.ndarray:
-    """emb [N, D] -> float32 scores [N, C] = e @ coef.T + intercept (e L2-normalised first if asked)."""
-    x = np.asarray(torch.as_tensor(emb, dtype=torch.float32).numpy(), dtype=np.float32)
-    if l2_normalize:
-        x = _l2(x)
-    return x @ coef.T + intercept
+def fit_head(
+    train_emb,
+    train_labels,
+    classes: list[str] | tuple[str, ...],
+    majority: list[str] | tuple[str, ...],
+    *,
+    distance: str,
+    input_size: tuple[int, int],
+    svm: SvmSettings | None = None,
+) -> Head:
+    """The runtime's Head from training embeddings [N, D] and labels [N]: prototypes, and the SVM
+    when ``svm`` is given; majority mask and training counts per class. The model digest and metadata
+    are left empty (export fills them)."""
+    n_classes = len(classes)
+    labels = _numpy(train_labels).astype(np.int64)
+    coef = intercept = None
+    if svm is not None:
+        coef, intercept = fit_svm(train_emb, labels, n_classes, svm.c, svm.class_weight, svm.l2_normalize)
+    return Head(
+        class_names=tuple(classes),
+        input_size=(int(input_size[0]), int(input_size[1])),
+        distance=distance,
+        prototypes=fit_prototypes(train_emb, labels, n_classes),
+        majority=np.array([name in majority for name in classes], dtype=bool),
+        train_counts=np.bincount(labels, minlength=n_classes).astype(np.int64),
+        svm_coef=coef,
+        svm_intercept=intercept,
+        svm_l2_normalize=True if svm is None else bool(svm.l2_normalize),
+    )
+
+
+def predict(head: Head, emb, kind: str) -> np.ndarray:
+    """Predicted class indices int64 [N] of embeddings [N, D] by the runtime's scorer ``kind``
+    ("proto" or "svm"; the first class wins a tie)."""
+    return HeadScorer(head, kind).logits(_numpy(emb)).argmax(1)
+
+
+def choose_svm_c(
+    train_emb,
+    train_labels,
+    val_emb,
+    val_labels,
+    classes: list[str] | tuple[str, ...],
+    majority: list[str] | tuple[str, ...],
+    grid,
+    settings: SvmSettings,
+) -> tuple[float, dict[float, float]]:
+    """(best C, {C: validation overall accuracy}) over ``grid``: an SVM per C on the training
+    embeddings (``settings`` less its C), scored by the runtime's SVM scorer. The first of the grid
+    wins ties; without validation images, C = 1 when in the grid, else the grid's first value."""
+    grid = list(grid)
+    if len(val_labels) == 0:
+        return (1.0 if 1.0 in grid else grid[0]), {}
+    scores: dict[float, float] = {}
+    for c in grid:
+        coef, intercept = fit_svm(
+            train_emb, train_labels, len(classes), c, settings.class_weight, settings.l2_normalize
+        )
+        pred = svm_logits(_numpy(val_emb), coef, intercept, settings.l2_normalize).argmax(1)
+        scores[c] = accuracy_report(pred, val_labels, list(classes), list(majority))["overall"]
+    best = max(grid, key=lambda c: (scores[c], -grid.index(c)))
+    return best, scores
 
 
 def accuracy_report(pred, labels, classes: list[str], majority: list[str]) -> dict:
     """Accuracies in [0, 1]: {"overall", "majority", "minority", "per_class": {class: acc}}.
 
-    Majority/minority are means over images of those classes (None when a group has no image).
+    ``pred`` and ``labels``: class indices [N] (numpy or CPU torch). Majority/minority are means over
+    images of those classes (None when a group has no image).
     """
-    pred = np.asarray(torch.as_tensor(pred).cpu().numpy()).reshape(-1)
-    labels = np.asarray(torch.as_tensor(labels).cpu().numpy()).reshape(-1)
+    pred = _numpy(pred).reshape(-1)
+    labels = _numpy(labels).reshape(-1)
     correct = pred == labels
     is_major = np.isin(labels, [classes.index(c) for c in majority])
 
@@ -110,3 +183,16 @@ def accuracy_report(pred, labels, classes: list[str], majority: list[str]) -> di
         "minority": mean(~is_major),
         "per_class": {name: mean(labels == i) for i, name in enumerate(classes)},
     }
+
+
+def _numpy(values) -> np.ndarray:
+    """A CPU torch tensor or array-like as a numpy array (no copy when already one)."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    """The runtime's L2 normalisation (the deployed head applies exactly this), as float32: the SVM
+    is fitted on what inference will feed it."""
+    return l2_normalize(x).astype(np.float32)
