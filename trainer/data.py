@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rfmml.runtime.artifact import atomic_write, atomic_write_bytes
+from rfmml.runtime.atomic_files import atomic_write, atomic_write_bytes
 from rfmml.runtime.imageio import ImageReadError, load_tile
 from rfmml.trainer.errors import InputError
 from rfmml.trainer.split import Split

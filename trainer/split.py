@@ -74,7 +74,7 @@ class Split:
         }
 
     def save(self, path: str | Path) -> None:
-        from rfmml.runtime.artifact import atomic_write_bytes
+        from rfmml.runtime.atomic_files import atomic_write_bytes
 
         atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode())
 
@@ -154,57 +154,14 @@ def make_split(
     fewer than ``minority_threshold`` training images (none when that would be every class).
     """
     classes = sorted(files)
-    unknown = [m for m in minority if m not in files]
-    if unknown:
-        raise InputError(f"--minority {unknown[0]!r} is not a class; classes: {', '.join(classes)}")
-    for name in classes:
-        if len(files[name]) < 2:
-            raise InputError(f"class {name!r} has {len(files[name])} image(s); every class needs at least 2")
-    rng = np.random.default_rng(seed)
-    parts: dict[str, dict[str, list[str]]] = {p: {} for p in PARTS}
-    for name in classes:
-        paths = files[name]
-        n = len(paths)
-        order = rng.permutation(n)
-        t = train_per_class if train_per_class is not None else max(2, round((train_frac or 0.5) * n))
-        e, v = test_per_class, val_per_class
-        rest = n - t - (e or 0) - (v or 0)
-        if rest < 0:
-            raise InputError(
-                f"class {name!r} has {n} images, fewer than train {t} + val {v or 0} + test {e or 0}"
-            )
-        if e is None and v is None:
-            v, e = rest // 2, rest - rest // 2
-        elif e is None:
-            e = rest
-        elif v is None:
-            v = rest
-        shuffled = [paths[i] for i in order]
-        parts["test"][name] = shuffled[:e]
-        parts["val"][name] = shuffled[e : e + v]
-        parts["train"][name] = shuffled[e + v : e + v + t]
-    if minority_classes is not None:
-        if not 1 <= minority_classes < len(classes):
-            raise InputError(f"--minority-classes must be in [1, {len(classes) - 1}]")
-        picked = np.random.default_rng(seed + 100).choice(len(classes), minority_classes, replace=False)
-        minority_set = {classes[i] for i in picked}
-    elif minority:
-        minority_set = set(minority)
-    elif minority_shots is None:
-        minority_set = {c for c in classes if len(parts["train"][c]) < minority_threshold}
-        if len(minority_set) == len(classes):  # all small: no imbalance to speak of
-            minority_set = set()
-    else:
-        raise InputError("--minority-shots needs --minority-classes K or --minority NAME")
+    _check_files(files, classes, minority)
+    sizes = PartSizes(train_frac, train_per_class, val_per_class, test_per_class)
+    parts = _partition(files, classes, seed, sizes)
+    minority_set = _minority_classes(
+        classes, parts["train"], seed, minority_classes, minority, minority_shots, minority_threshold
+    )
     if minority_shots is not None:
-        for name in sorted(minority_set):
-            have = len(parts["train"][name])
-            if minority_shots > have:
-                raise InputError(
-                    f"--minority-shots {minority_shots} is larger than class {name!r} "
-                    f"({have} training images)"
-                )
-            parts["train"][name] = parts["train"][name][:minority_shots]
+        _keep_minority_shots(parts["train"], minority_set, minority_shots)
     split = Split(
         data_root=data_root,
         classes=classes,
@@ -217,3 +174,97 @@ def make_split(
         raise InputError("every class is a minority class; name fewer (or lower --minority-threshold)")
     check_split(split)
     return split
+
+
+@dataclass(frozen=True)
+class PartSizes:
+    """Images per class for each part: train T (``train_per_class``, else ``train_frac`` of the
+    class), val V and test E (None: the rest, see :func:`make_split`)."""
+
+    train_frac: float | None = 0.5
+    train_per_class: int | None = None
+    val_per_class: int | None = None
+    test_per_class: int | None = None
+
+    def counts(self, name: str, n: int) -> tuple[int, int, int]:
+        """(T, V, E) for class ``name`` of ``n`` images; InputError when they do not fit."""
+        t = (
+            self.train_per_class
+            if self.train_per_class is not None
+            else max(2, round((self.train_frac or 0.5) * n))
+        )
+        e, v = self.test_per_class, self.val_per_class
+        rest = n - t - (e or 0) - (v or 0)
+        if rest < 0:
+            raise InputError(
+                f"class {name!r} has {n} images, fewer than train {t} + val {v or 0} + test {e or 0}"
+            )
+        if e is None and v is None:
+            v, e = rest // 2, rest - rest // 2
+        elif e is None:
+            e = rest
+        elif v is None:
+            v = rest
+        return t, v, e
+
+
+def _check_files(files: dict[str, list[str]], classes: list[str], minority) -> None:
+    unknown = [m for m in minority if m not in files]
+    if unknown:
+        raise InputError(f"--minority {unknown[0]!r} is not a class; classes: {', '.join(classes)}")
+    for name in classes:
+        if len(files[name]) < 2:
+            raise InputError(f"class {name!r} has {len(files[name])} image(s); every class needs at least 2")
+
+
+def _partition(
+    files: dict[str, list[str]], classes: list[str], seed: int, sizes: PartSizes
+) -> dict[str, dict[str, list[str]]]:
+    """{part: {class: paths}}: one ``default_rng(seed)`` permutes each class in turn; the first E go
+    to test, the next V to validation, the next T to training."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, dict[str, list[str]]] = {p: {} for p in PARTS}
+    for name in classes:
+        paths = files[name]
+        order = rng.permutation(len(paths))
+        t, v, e = sizes.counts(name, len(paths))
+        shuffled = [paths[i] for i in order]
+        parts["test"][name] = shuffled[:e]
+        parts["val"][name] = shuffled[e : e + v]
+        parts["train"][name] = shuffled[e + v : e + v + t]
+    return parts
+
+
+def _minority_classes(
+    classes: list[str],
+    train: dict[str, list[str]],
+    seed: int,
+    minority_classes: int | None,
+    minority,
+    minority_shots: int | None,
+    minority_threshold: int,
+) -> set[str]:
+    """K drawn by ``default_rng(seed + 100)``, or the named ones, or (natural imbalance) the classes
+    under ``minority_threshold`` training images unless that is every class."""
+    if minority_classes is not None:
+        if not 1 <= minority_classes < len(classes):
+            raise InputError(f"--minority-classes must be in [1, {len(classes) - 1}]")
+        picked = np.random.default_rng(seed + 100).choice(len(classes), minority_classes, replace=False)
+        return {classes[i] for i in picked}
+    if minority:
+        return set(minority)
+    if minority_shots is not None:
+        raise InputError("--minority-shots needs --minority-classes K or --minority NAME")
+    small = {c for c in classes if len(train[c]) < minority_threshold}
+    return set() if len(small) == len(classes) else small  # all small: no imbalance to speak of
+
+
+def _keep_minority_shots(train: dict[str, list[str]], minority: set[str], shots: int) -> None:
+    """Cut each minority class's training list to its first ``shots`` images (in place)."""
+    for name in sorted(minority):
+        have = len(train[name])
+        if shots > have:
+            raise InputError(
+                f"--minority-shots {shots} is larger than class {name!r} ({have} training images)"
+            )
+        train[name] = train[name][:shots]
