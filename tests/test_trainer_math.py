@@ -66,7 +66,7 @@ def test_heads_prototypes_scores_and_report():
     emb = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 2.0]])
     labels = torch.tensor([0, 0, 1, 1])
     protos = fit_prototypes(emb, labels, 3)
-    assert protos.dtype == np.float32 and protos.tolist() == [[1.0, 0.0], [0.0, 3.0], [0.0, 0.0]]
+    assert protos.dtype == torch.float32 and protos.tolist() == [[1.0, 0.0], [0.0, 3.0], [0.0, 0.0]]
     scores = proto_logits(torch.tensor([[1.0, 1.0]]), protos[:2], "sqeuclidean")  # the runtime's scorer
     assert scores.tolist() == [[-1.0, -5.0]]
     report = accuracy_report([0, 1, 1, 2], [0, 1, 0, 2], ["a", "b", "c"], majority=["a", "b"])

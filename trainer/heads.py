@@ -57,14 +57,14 @@ def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256, d
     return torch.cat(out)
 
 
-def fit_prototypes(emb, labels, n_classes: int) -> np.ndarray:
+def fit_prototypes(emb, labels, n_classes: int) -> torch.Tensor:
     """Mean embedding per class: emb [N, D], labels int64 [N] -> float32 [C, D] (a class with no
     image: 0). Summed in float32 by torch's index_add_, the order every released metric was made in."""
     emb = torch.as_tensor(emb, dtype=torch.float32)
     labels = torch.as_tensor(labels, dtype=torch.int64)
     sums = torch.zeros(n_classes, emb.shape[1]).index_add_(0, labels, emb)
     counts = torch.bincount(labels, minlength=n_classes).clamp_min(1).float()
-    return (sums / counts[:, None]).numpy()
+    return sums / counts[:, None]
 
 
 def fit_svm(
@@ -121,7 +121,7 @@ def fit_head(
         class_names=tuple(classes),
         input_size=(int(input_size[0]), int(input_size[1])),
         distance=distance,
-        prototypes=fit_prototypes(train_emb, labels, n_classes),
+        prototypes=fit_prototypes(train_emb, labels, n_classes).numpy(),
         majority=np.array([name in majority for name in classes], dtype=bool),
         train_counts=np.bincount(labels, minlength=n_classes).astype(np.int64),
         svm_coef=coef,
