@@ -93,13 +93,13 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
     "lr_step": 10,
 }
 
-SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 <= seed < 2**32 (torch < 2**63): the smaller
+SEED_MAX = 2**32 - 1  # numpy's seeding takes 0 <= seed < 2**32, torch's < 2**63: the smaller range
 # The episodic loop keeps every decoded training image on the device as uint8, S * S * 3 bytes: at
 # 4096 px that is 50 MB an image, so larger sizes only exhaust memory (the paper uses 224).
 IMAGE_SIZE_MAX = 4096
 EPISODES_MAX = 10**9  # years of training; keeps every episode counter far inside int64
 EPOCHS_MAX = 10**6
-BATCH_MAX = 2**16  # larger batches exhaust memory before they help (and overflow index arithmetic)
+BATCH_MAX = 2**16  # a sanity bound: larger batches exhaust memory before they help
 POSITIVE = FiniteFloat(min=0, min_open=True)
 INT_2_UP = click.IntRange(min=2)
 INT_0_UP = click.IntRange(min=0)
@@ -192,10 +192,7 @@ class TrainConfig:
         metavar="NAME",
     )
     pretrained: bool | None = setting(
-        None,
-        help="ImageNet weights.",
-        section=MODEL,
-        default_text="paper: yes; synthetic, conv4, --weights or --init: no",
+        None, help="ImageNet weights (unless conv4, --weights or --init).", section=MODEL
     )
     weights: str | None = setting(
         None, help="Backbone state-dict file.", section=MODEL, type=FILE, metavar="FILE"
