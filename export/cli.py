@@ -1,18 +1,31 @@
 """``rfmml-export``: a training run -> model.onnx + model.npz (and int8 / fp16 pairs).
 
-``main(argv) -> int`` runs the command in-process (tests); ``cli`` is the console script. Bad input
-is one line on stderr and exit code 2.
+click only parses and range-checks the flags into :class:`~rfmml.export.options.ExportOptions`; the
+work is ``rfmml.export.pipeline.run_export``, imported when the command runs, so ``--help`` and a
+bad flag never load torch. Errors, exit codes and Ctrl-C are the shared shell's
+(``rfmml.runtime.cli_shell``): one ``rfmml-export: error:`` line and exit 2 for bad input.
+``main(argv) -> int`` runs the command in-process (tests); ``cli`` is the console script.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from rfmml.export.pipeline import DEFAULT_MIN_AGREEMENT, ExportOptions
+from rfmml.export.options import (
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_OPSET,
+    DEFAULT_TOLERANCE,
+    MAX_OPSET,
+    MIN_OPSET,
+    ExportOptions,
+)
+from rfmml.runtime.cli_shell import entry_point, run_command
 
+PROG = "rfmml-export"
 EXAMPLES = """
 \b
 Examples:
@@ -23,41 +36,20 @@ Examples:
 """
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions whose message is a one-line explanation for the user (exit code 2)."""
-    from rfmml.export.onnx_export import ExportError
-    from rfmml.export.parity import ParityError
-    from rfmml.runtime.artifact import ArtifactError
-    from rfmml.runtime.imageio import ImageReadError
-    from rfmml.trainer.checkpoint import CheckpointError
-    from rfmml.trainer.errors import InputError
-    from rfmml.trainer.models import WeightsUnavailableError
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan and +-inf (which a plain range lets through)."""
 
-    return (
-        ExportError,
-        ParityError,
-        ArtifactError,
-        ImageReadError,
-        CheckpointError,
-        InputError,
-        WeightsUnavailableError,
-        OSError,  # FileExistsError (no --force), permissions, a full disk: one line, nothing half-written
-    )
+    def convert(self, value, param, ctx) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
-def execute(options: ExportOptions) -> int:
-    """Run an export; print a one-line error and return 2 on bad input, 0 on success."""
-    from rfmml.export.pipeline import run_export
-
-    errors = _user_errors()
-    try:
-        result = run_export(options, log=lambda line: click.echo(line, err=True))
-    except errors as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        click.echo(f"rfmml-export: error: {message}", err=True)
-        return 2
-    click.echo(f"done in {result.seconds:.1f} s: " + ", ".join(str(p) for p in result.written))
-    return 0
+def _checkpoint_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("needs a file name, e.g. best.pt or last.pt")
+    return value
 
 
 @click.command(
@@ -67,7 +59,13 @@ def execute(options: ExportOptions) -> int:
 @click.option(
     "--run", "run", required=True, type=click.Path(path_type=Path), help="Run folder of rfmml-train."
 )
-@click.option("--checkpoint", default="best.pt", show_default=True, help="Checkpoint file in the run folder.")
+@click.option(
+    "--checkpoint",
+    default="best.pt",
+    show_default=True,
+    callback=_checkpoint_name,
+    help="Checkpoint file in the run folder (or an absolute path).",
+)
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -84,7 +82,7 @@ def execute(options: ExportOptions) -> int:
     "--svm-c",
     "svm_c",
     multiple=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     help="Candidate C for the SVM (repeat); the best on validation is kept [default: the run's grid].",
 )
 @click.option(
@@ -99,19 +97,23 @@ def execute(options: ExportOptions) -> int:
     help="Also write MODEL.fp16.onnx (uint8 in, float32 out) for GPU "
     "deployment; on a CPU fp16 runs slower than fp32 (0.6-0.9x, see BENCHMARKS.md).",
 )
-@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite existing output pairs (each written whole, or the old one left as it was).",
+)
 @click.option(
     "--tolerance",
-    default=1e-4,
+    default=DEFAULT_TOLERANCE,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     help="Max relative difference torch vs onnxruntime (max |a-b| / max |a|); beyond it, nothing is written.",
 )
 @click.option(
     "--min-agreement",
     default=DEFAULT_MIN_AGREEMENT,
     show_default=True,
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     help="int8/fp16: minimum fraction of validation images whose "
     "predicted class equals the float model's, under each head.",
 )
@@ -129,17 +131,22 @@ def execute(options: ExportOptions) -> int:
     type=click.IntRange(min=1),
     help="Training images (class-balanced) for int8 calibration.",
 )
-@click.option("--opset", default=18, show_default=True, type=click.IntRange(min=18), help="ONNX opset.")
+@click.option(
+    "--opset",
+    default=DEFAULT_OPSET,
+    show_default=True,
+    type=click.IntRange(MIN_OPSET, MAX_OPSET),
+    help=f"ONNX opset ({MIN_OPSET}-{MAX_OPSET}: the contract's minimum to the exporter's maximum).",
+)
 @click.option(
     "--batch-size",
     default=64,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1024),
     help="Batch size for embedding the training and validation images.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
-@click.pass_context
-def cli(ctx: click.Context, **values) -> None:
+def export_command(**values) -> None:
     """Export a training run to OUTPUT (model.onnx) and its head (model.npz beside it).
 
     The ONNX model takes uint8 images [batch, H, W, 3] and returns float32 embeddings [batch, D]; the
@@ -148,26 +155,19 @@ def cli(ctx: click.Context, **values) -> None:
     torch-vs-onnxruntime parity check runs on training images; beyond tolerance nothing is written.
     Files are written atomically, all pairs or none.
     """
+    from rfmml.export.pipeline import run_export
+
     values["svm_c"] = tuple(values["svm_c"])
-    code = execute(ExportOptions(**values))
-    if code:
-        ctx.exit(code)
+    result = run_export(ExportOptions(**values), log=lambda line: click.echo(line, err=True))
+    click.echo(f"done in {result.seconds:.1f} s: " + ", ".join(str(p) for p in result.written))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``rfmml-export`` with ``argv`` in-process; return the exit code."""
-    try:
-        result = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="rfmml-export", standalone_mode=False
-        )
-    except click.ClickException as error:
-        error.show()
-        return error.exit_code
-    except click.exceptions.Abort:
-        click.echo("rfmml-export: aborted", err=True)
-        return 1
-    return result if isinstance(result, int) else 0
+    """Run ``rfmml-export`` with ``argv`` (None: ``sys.argv[1:]``) in-process; return the exit code."""
+    return run_command(export_command, argv, PROG)
 
+
+cli = entry_point(export_command, PROG)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -3,20 +3,24 @@
 Trains RF-MML on the trainer's synthetic aerial set, exports the pair (model.onnx + model.npz), builds
 a synthetic scene whose every tile has a known class (patches of land cover drawn from new, unseen
 tiles), classifies it with the runtime exactly as ``rfmml-infer`` does, and prints the accuracy of the
-class map and where the pictures are.
+class map and where the pictures are: the quick-look shows the scene, the class map and, since every
+tile's class is known, a third panel marking the wrong tiles. Errors and exit codes are the shared
+shell's (``rfmml.runtime.cli_shell``).
 """
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
 import numpy as np
 
-from rfmml.runtime.click_main import run_command
+from rfmml.runtime.cli_shell import entry_point, run_command
 
+PROG = "rfmml-demo"
 SCENE_ROWS, SCENE_COLS = 24, 32  # grid cells of the synthetic scene
+SEED_MAX = 2**32 - 1  # the trainer's seed range (numpy seeds take 0 <= seed < 2**32)
 
 
 def scene_labels(rows: int, cols: int, n_classes: int, seed: int) -> np.ndarray:
@@ -75,14 +79,40 @@ def write_scene(pixels: np.ndarray, path: Path) -> Path:
     return path
 
 
-def run_demo(out: Path, seed: int = 0, say=print) -> float:
+def run_demo(out: Path, seed: int = 0, say: Callable[[str], None] = print) -> float:
     """Train, export, infer; return the class-map accuracy over the scene's tiles."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = _train_and_export(out, seed, say)
+    from rfmml.runtime.artifact import load_head
+    from rfmml.runtime.infer import infer_scene
+
+    head = load_head(model.with_suffix(".npz"))
+    tile = head.input_size[0]
+    labels = scene_labels(SCENE_ROWS, SCENE_COLS, len(head.class_names), seed)
+    scene_path = write_scene(build_scene(labels, tile, seed), out / "scene")
+    say(
+        f"[3/4] synthetic scene with known labels: {scene_path} "
+        f"({SCENE_COLS * tile} x {SCENE_ROWS * tile} px, {labels.size} tiles of {tile} px)"
+    )
+    class_map_path = out / ("classmap" + scene_path.suffix)
+    result, written = infer_scene(
+        model, scene_path, class_map_path, quicklook=out / "quicklook.png", truth=labels
+    )
+    say(f"[4/4] classified with onnxruntime in {result.seconds:.2f} s")
+    accuracy = _report_accuracy(result.class_map.astype(np.int64), labels, head, say)
+    say(
+        f"pictures: {written.quicklook} (scene | class map | wrong tiles, legend with counts), "
+        f"{written.class_map} (class map), {written.csv} (per tile)"
+    )
+    return accuracy
+
+
+def _train_and_export(out: Path, seed: int, say: Callable[[str], None]) -> Path:
+    """Steps 1 and 2: the run in OUT/run (a finished one is reused) and the pair OUT/model.onnx + .npz."""
     from rfmml.export.pipeline import export_run
-    from rfmml.runtime.api import infer_scene
     from rfmml.trainer.config import TrainConfig
     from rfmml.trainer.run import run_training
 
-    out.mkdir(parents=True, exist_ok=True)
     run_dir = out / "run"
     if (run_dir / "eval.json").is_file():  # a finished run from an earlier demo: reuse, never overwrite
         say(f"[1/4] reusing the finished run {run_dir} (delete it to train again)")
@@ -92,64 +122,50 @@ def run_demo(out: Path, seed: int = 0, say=print) -> float:
     model = out / "model.onnx"
     say(f"[2/4] exporting -> {model} + {model.with_suffix('.npz')}")
     export_run(run_dir, model, log=say, force=True)
-    from rfmml.runtime.artifact import load_head
+    return model
 
-    head = load_head(model.with_suffix(".npz"))
-    tile = head.input_size[0]
-    labels = scene_labels(SCENE_ROWS, SCENE_COLS, len(head.class_names), seed)
-    scene_path = write_scene(build_scene(labels, tile, seed), out / "scene")
-    say(
-        f"[3/4] synthetic scene with known labels: {scene_path} "
-        f"({SCENE_COLS * tile} x {SCENE_ROWS * tile} px, "
-        f"{labels.size} tiles of {tile} px)"
-    )
-    class_map_path = out / ("classmap" + scene_path.suffix)
-    result, written = infer_scene(model, scene_path, class_map_path, quicklook=out / "quicklook.png")
-    say(f"[4/4] classified with onnxruntime in {result.seconds:.2f} s")
-    predicted = result.class_map.astype(np.int64)
+
+def _report_accuracy(predicted: np.ndarray, labels: np.ndarray, head, say: Callable[[str], None]) -> float:
+    """Print the accuracy of the class map [rows, cols] against the true labels, overall and per
+    class; return the overall fraction."""
     accuracy = float((predicted == labels).mean())
-    say(
-        f"class-map accuracy: {100 * accuracy:.1f}% of {labels.size} tiles "
-        f"(chance {100 / len(head.class_names):.1f}%)"
-    )
+    chance = 100 / len(head.class_names)
+    say(f"class-map accuracy: {100 * accuracy:.1f}% of {labels.size} tiles (chance {chance:.1f}%)")
     for index, name in enumerate(head.class_names):
         cells = labels == index
         if cells.any():
             kind = "majority" if head.majority[index] else "minority"
-            say(
-                f"  {name:<10} {kind:<8} {100 * float((predicted[cells] == index).mean()):5.1f}% "
-                f"of {int(cells.sum())} tiles"
-            )
-    say(
-        f"pictures: {written.quicklook} (scene + class map + legend), {written.class_map} (class map), "
-        f"{written.csv} (per tile)"
-    )
+            share = 100 * float((predicted[cells] == index).mean())
+            say(f"  {name:<10} {kind:<8} {share:5.1f}% of {int(cells.sum())} tiles")
     return accuracy
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--out",
-    type=click.Path(file_okay=False),
+    type=click.Path(file_okay=False, path_type=Path),
     default="demo",
     show_default=True,
     help="Folder for the run, the model pair, the scene and the pictures.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-def cli(out: str, seed: int) -> None:
+@click.option(
+    "--seed",
+    type=click.IntRange(0, SEED_MAX),
+    default=0,
+    show_default=True,
+    help="Seed of the training run and of the synthetic scene.",
+)
+def demo_command(out: Path, seed: int) -> None:
     """Train on the embedded default, export, classify a synthetic scene: a few CPU minutes.
 
     Example: rfmml-demo --out demo/
     """
-    from rfmml.export.cli import _user_errors
-
-    try:
-        run_demo(Path(out), seed)
-    except _user_errors() as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+    run_demo(out, seed)
 
 
-def main(argv: list[str]) -> int:
-    """``rfmml-demo`` callable from tests: the exit code, never SystemExit."""
-    return run_command(cli, argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """``rfmml-demo`` in-process (tests): the exit code, never SystemExit."""
+    return run_command(demo_command, argv, PROG)
+
+
+cli = entry_point(demo_command, PROG)

@@ -1,9 +1,11 @@
 """EmbeddingNet -> ONNX bytes, following the artifact contract.
 
-Contract (see ``docs``/DESIGN "Artifact contract"): input ``images`` uint8 [batch, H, W, 3] (NHWC,
-RGB), output ``embeddings`` float32 [batch, D], batch dynamic; the cast, scaling, normalisation and
-NHWC -> NCHW transpose live inside the graph (they are part of ``EmbeddingNet``). One file (no
-external data), below 2 GB, opset >= 18, ``onnx.checker.check_model(full_check=True)`` passes.
+Contract (DESIGN "Artifact contract"; the names are ``rfmml.runtime.artifact``'s): input ``images``
+uint8 [batch, H, W, 3] (NHWC, RGB), output ``embeddings`` float32 [batch, D], batch dynamic; the
+cast, scaling, normalisation and NHWC -> NCHW transpose live inside the graph (they are part of
+``EmbeddingNet``). One file (no external data), below 2 GB, the opset asked for (18 to the
+exporter's maximum, see ``rfmml.export.options``), ``onnx.checker.check_model(full_check=True)``
+passes.
 
 The model is serialised in memory: the caller writes the bytes (atomically, with the head) and the
 digest is computed on exactly those bytes.
@@ -15,15 +17,15 @@ import copy
 import io
 import warnings
 from contextlib import redirect_stdout
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
+from rfmml.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from rfmml.runtime.artifact import INPUT_NAME, OUTPUT_NAME
 from rfmml.runtime.errors import ExportError
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "embeddings"
-DEFAULT_OPSET = 18
+if TYPE_CHECKING:  # torch loads when a model is exported, not when this module is imported
+    from torch import nn
+
 MAX_ONNX_BYTES = 2**31 - 1  # protobuf's limit for a single file without external data
 
 # onnx TensorProto element types used by the contract
@@ -41,8 +43,10 @@ def export_onnx(
     ``input_size`` is (H, W). The example batch must be >= 2: with 1 the exporter can specialise the
     batch dimension to a constant. Uses the dynamo exporter with ``torch.export.Dim`` for the batch.
     """
-    if opset < 18:
-        raise ExportError(f"opset {opset} is below 18, the contract's minimum")
+    import torch
+
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ExportError(f"opset {opset} is not supported: choose {MIN_OPSET} to {MAX_OPSET}")
     if example_batch < 2:
         raise ExportError("the example batch must be 2 or more (batch 1 fixes the batch dimension)")
     height, width = (int(v) for v in input_size)
@@ -53,21 +57,23 @@ def export_onnx(
     buffer = io.StringIO()
     with warnings.catch_warnings(), redirect_stdout(buffer):
         warnings.simplefilter("ignore")  # the exporter's progress chatter and deprecation notes
-        program = torch.onnx.export(
-            model,
-            (example,),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={INPUT_NAME: {0: batch}},
-            dynamo=True,
-            external_data=False,
-            opset_version=opset,
-            optimize=True,
-            verbose=False,
-        )
-    proto = program.model_proto
-    data = proto.SerializeToString()
-    check_onnx(data)
+        try:
+            program = torch.onnx.export(
+                model,
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={INPUT_NAME: {0: batch}},
+                dynamo=True,
+                external_data=False,
+                opset_version=opset,
+                optimize=True,
+                verbose=False,
+            )
+        except torch.onnx.OnnxExporterError as error:  # the network cannot be expressed at this opset
+            raise ExportError(f"torch.onnx cannot export this model at opset {opset}: {error}") from None
+    data = program.model_proto.SerializeToString()
+    check_onnx(data, opset=opset)
     return data
 
 
@@ -80,11 +86,13 @@ def half_precision(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).half().eval()
 
 
-def check_onnx(data: bytes, float_dtypes: tuple[int, ...] = (_FLOAT,)) -> None:
+def check_onnx(data: bytes, float_dtypes: tuple[int, ...] = (_FLOAT,), opset: int | None = None) -> None:
     """Check serialised ONNX bytes against the contract; raise ExportError (one line) if not met.
 
     Checks: size < 2 GB, ``check_model(full_check=True)``, one input ``images`` uint8 of rank 4 with a
-    symbolic batch and 3 channels last, one output ``embeddings`` float32 of rank 2, opset >= 18.
+    symbolic batch and 3 channels last, one output ``embeddings`` float32 of rank 2, opset >= 18 and,
+    when ``opset`` is given, exactly that opset (torch falls back to another one silently when it
+    cannot convert).
     """
     import onnx
 
@@ -96,9 +104,10 @@ def check_onnx(data: bytes, float_dtypes: tuple[int, ...] = (_FLOAT,)) -> None:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ExportError(f"the exported ONNX model fails onnx.checker: {first}") from None
-    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    if opset < 18:
-        raise ExportError(f"the exported ONNX model has opset {opset}, below 18")
+    found = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if found < MIN_OPSET or (opset is not None and found != opset):
+        wanted = f"opset {opset}" if opset is not None else f"opset {MIN_OPSET} or more"
+        raise ExportError(f"the exported ONNX model has opset {found}, not {wanted}")
     inputs, outputs = list(proto.graph.input), list(proto.graph.output)
     if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
         raise ExportError(

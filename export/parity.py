@@ -4,6 +4,8 @@ Compared on the same uint8 images, cut into the same batches (including a batch 
 size): max absolute difference, max relative difference (max |a - b| over max |a|, so that a
 near-zero component does not blow the ratio up), the smallest cosine similarity of an image's two
 embeddings, and the agreement of the argmax class under each head. ``check`` makes it fatal.
+The heads score with the runtime's own scorer (``rfmml.runtime.heads.HeadScorer``), the code that
+ships, so an agreement measured here is the agreement inference will see.
 """
 
 from __future__ import annotations
@@ -149,6 +151,26 @@ def compare(
     )
 
 
+def head_scorers(head) -> dict[str, Scorer]:
+    """Head kind -> (embeddings [N, D] -> logits [N, C]) with the runtime's scorer, for every kind
+    ``head`` (an ``rfmml.runtime.artifact.Head``) holds: "proto", and "svm" when it has one."""
+    from rfmml.runtime.heads import HEAD_KINDS, HeadScorer
+
+    kinds = [kind for kind in HEAD_KINDS if kind != "svm" or head.has_svm]
+    return {kind: HeadScorer(head, kind).logits for kind in kinds}
+
+
+def head_accuracy(head, embeddings: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Overall accuracy (fraction in [0, 1]) of every kind of ``head`` on embeddings [N, D] with
+    labels int [N], scored as inference scores; {} when there are no images."""
+    if len(labels) == 0:
+        return {}
+    return {
+        kind: float(np.mean(np.argmax(scorer(embeddings), axis=1) == labels))
+        for kind, scorer in head_scorers(head).items()
+    }
+
+
 def check(report: ParityReport, what: str = "parity check") -> None:
     """Raise ParityError (one line, nothing written) when ``report`` did not pass."""
     if not report.passed:
@@ -171,8 +193,10 @@ def torch_embedder(model) -> Embedder:
 def ort_embedder(session) -> Embedder:
     """uint8 numpy batch -> float32 numpy embeddings with an onnxruntime session of the contract."""
 
+    from rfmml.runtime.artifact import INPUT_NAME, OUTPUT_NAME
+
     def embed(batch: np.ndarray) -> np.ndarray:
-        return session.run(["embeddings"], {"images": np.ascontiguousarray(batch, dtype=np.uint8)})[0]
+        return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.uint8)})[0]
 
     return embed
 

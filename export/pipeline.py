@@ -1,16 +1,17 @@
-"""``export_run``: a training run -> ``model.onnx`` + ``model.npz`` (and int8 / fp16 pairs).
+"""``run_export``: a training run -> ``model.onnx`` + ``model.npz`` (and int8 / fp16 pairs).
 
-Steps: load the run (rfmml.trainer.run.load_run), decode its training and validation images
-(rfmml.trainer.data.load_part), export the float model, embed every training and validation image
+Steps: check the request (run folder, output names, writable targets), load the run
+(``run_inputs.load_inputs``), export the float model, embed every training and validation image
 WITH THE EXPORTED MODEL through onnxruntime (so the prototypes are the means of exactly what the
-runtime will compute), fit the heads (rfmml.trainer.heads; SVM C chosen on validation), prove parity
-torch vs onnxruntime on training images (fatal beyond tolerance), optionally quantize / halve and
-compare against the float model on the validation images, then write every pair atomically.
-Nothing is written unless every check passed.
+runtime will compute), fit the head (``fit_head``; SVM C chosen on validation), prove parity torch vs
+onnxruntime on training images (fatal beyond tolerance), optionally quantize / halve and compare
+against the float model on the validation images, then write every pair atomically (``writer``).
+Nothing is written unless every check passed. Every agreement is measured with the runtime's scorer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,52 +19,27 @@ from pathlib import Path
 
 import numpy as np
 
-from rfmml.export import heads_fit
-from rfmml.export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
+from rfmml.export.onnx_export import export_onnx
+from rfmml.export.options import ExportOptions, variant_path
 from rfmml.export.parity import (
     ParityReport,
     check,
     compare,
     embed_all,
     embed_in_batches,
+    head_accuracy,
+    head_scorers,
     ort_embedder,
     ort_session,
     parity_batches,
     torch_embedder,
 )
-from rfmml.export.runinput import check_run_folder, load_inputs
-from rfmml.export.writer import existing_targets, write_pairs
+from rfmml.export.run_inputs import RunInputs, check_run_folder, load_inputs
+from rfmml.export.writer import check_targets, write_pairs
 from rfmml.runtime.artifact import Head
+from rfmml.runtime.errors import ExportError
 
-# int8 / fp16 against float on the validation images: fraction of equal predictions under each head
-# below which the export fails. Measured for int8 on conv4 EuroSAT runs: 95.5-100 % on tiny runs
-# (seeds 0-2, 200 validation images, models at 40-55 % accuracy with many near-ties), 99.6-99.8 % on
-# a 71 % run (1000 images); a broken quantization falls towards chance. See BENCHMARKS.md
-# "Inference speed (issue 3)".
-DEFAULT_MIN_AGREEMENT = 0.90
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """Every setting of one export (the CLI parses into this)."""
-
-    run: Path
-    output: Path
-    checkpoint: str = "best.pt"
-    data: Path | None = None  # overrides the split's data_root (a moved data folder)
-    svm: bool = True
-    svm_class_weight: str | None = None  # None: the run's setting (balanced by default)
-    svm_c: tuple[float, ...] = ()  # candidates for C; empty: the run's grid
-    int8: bool = False
-    fp16: bool = False
-    force: bool = False
-    tolerance: float = 1e-4  # max relative difference torch vs onnxruntime fp32
-    min_agreement: float = DEFAULT_MIN_AGREEMENT  # int8 / fp16 vs fp32, on validation images
-    parity_images: int = 64
-    calibration_images: int = 256
-    opset: int = DEFAULT_OPSET
-    batch_size: int = 64
-    progress: bool = True
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -77,9 +53,13 @@ class ExportResult:
     seconds: float = 0.0
 
 
-def variant_path(output: Path, precision: str) -> Path:
-    """model.onnx -> model.int8.onnx / model.fp16.onnx (heads beside them with .npz)."""
-    return output.with_name(f"{output.stem}.{precision}{output.suffix}")
+@dataclass(frozen=True)
+class _CheckSet:
+    """Images a reduced-precision variant is checked on, with their labels and float embeddings."""
+
+    images: np.ndarray  # uint8 [N, H, W, 3]
+    labels: np.ndarray  # int64 [N]
+    float_embeddings: np.ndarray  # float32 [N, D], onnxruntime fp32
 
 
 def balanced_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -94,62 +74,114 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.array(chosen, dtype=np.int64))
 
 
-def export_run(run_dir: str | Path, output: str | Path, log: Callable[[str], None] = print, **settings):
+def export_run(run_dir: str | Path, output: str | Path, log: Log = print, **settings) -> ExportResult:
     """Convenience entry: ``export_run("runs/x", "out/model.onnx", int8=True)`` -> ExportResult."""
     return run_export(ExportOptions(run=Path(run_dir), output=Path(output), **settings), log=log)
 
 
-def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> ExportResult:
-    """Run the whole export; raise ExportError / ParityError / run errors (one line) on failure."""
-    started = time.perf_counter()
-    check_run_folder(Path(options.run), options.checkpoint)  # the run first: the likelier mistake
+def run_export(options: ExportOptions, log: Log = print) -> ExportResult:
+    """Run the whole export; raise RfmmlError subclasses (one line) on bad input or failed checks."""
+    started_wall, started = time.time(), time.perf_counter()
+    check_request(options)
+    inputs = load_inputs(options.run, options.checkpoint, options.data, log)
+    height, width = inputs.input_size
+    log(f"exporting {inputs.backbone} @ {height}x{width} (opset {options.opset}) ...")
+    float_bytes = export_onnx(inputs.model, inputs.input_size, opset=options.opset)
+    embed_ort = ort_embedder(ort_session(float_bytes))
+    bar = "embedding {} images (onnxruntime fp32)" if options.progress else None
+    train_emb = embed_all(embed_ort, inputs.train_images, options.batch_size, bar and bar.format("train"))
+    val_emb = embed_all(embed_ort, inputs.val_images, options.batch_size, bar and bar.format("val"))
+    head = _fit_head(inputs, options, train_emb, val_emb, log)
+    parity, check_set = _prove_parity(inputs, options, embed_ort, head, val_emb, log)
+
+    val_accuracy = {"fp32": head_accuracy(head, val_emb, inputs.val_labels)}
+    metadata = {**inputs.metadata, **head.metadata, "parity": parity.to_dict(), "precision": "fp32"}
+    pairs: list[tuple[Path, bytes, dict]] = [(Path(options.output), float_bytes, metadata)]
+    variants: dict[str, ParityReport] = {}
+    for precision in options.precisions:
+        data, report, val_accuracy[precision] = _variant(
+            precision, float_bytes, inputs, options, head, check_set, log
+        )
+        variants[precision] = report
+        meta = {**metadata, "precision": precision, "parity_vs_fp32": report.to_dict()}
+        pairs.append((variant_path(Path(options.output), precision), data, meta))
+
+    finished = [
+        (path, data, dataclasses.replace(head, metadata={**meta, "val_accuracy": dict(val_accuracy)}))
+        for path, data, meta in pairs  # every precision measured, in every head
+    ]
+    heads = write_pairs(finished, options.force, started=started_wall)
+    written = {path: written_head for (path, _, _), written_head in zip(pairs, heads, strict=True)}
+    for path in written:
+        log(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) + {path.with_suffix('.npz').name}")
+    return ExportResult(written, parity, variants, val_accuracy, time.perf_counter() - started)
+
+
+def check_request(options: ExportOptions) -> None:
+    """The checks that need no model: the run folder first (the likelier mistake), then the output
+    name and that every pair can be written (exists without --force, unwritable folder)."""
+    check_run_folder(Path(options.run), options.checkpoint)
     output = Path(options.output)
     if output.suffix != ".onnx":
         raise ExportError(
             f"{output}: the model file name must end in .onnx (the head goes beside it as .npz)"
         )
-    targets = [output] + [
-        variant_path(output, p) for p, on in (("int8", options.int8), ("fp16", options.fp16)) if on
-    ]
-    existing = existing_targets(targets)
-    if existing and not options.force:
-        raise ExportError(f"{existing[0]} exists; pass --force to overwrite")
+    check_targets(options.model_paths, options.force)
 
-    inputs = load_inputs(options.run, options.checkpoint, options.data, options.progress, log)
-    model, input_size = inputs.model, inputs.input_size
-    log(f"exporting {inputs.backbone} @ {input_size[0]}x{input_size[1]} (opset {options.opset}) ...")
-    float_bytes = export_onnx(model, input_size, opset=options.opset)
-    session = ort_session(float_bytes)
-    embed_ort = ort_embedder(session)
-    bar = "embedding {} images (onnxruntime fp32)" if options.progress else None
-    train_emb = embed_all(embed_ort, inputs.train_images, options.batch_size, bar and bar.format("train"))
-    val_emb = embed_all(embed_ort, inputs.val_images, options.batch_size, bar and bar.format("val"))
 
-    overrides = {"svm_c": options.svm_c} if options.svm_c else {}
+def _fit_head(inputs: RunInputs, options: ExportOptions, train_emb, val_emb, log: Log) -> Head:
+    """The head (prototypes, and the SVM unless --no-svm) on the onnxruntime fp32 embeddings, with the
+    run's SVM settings overridden by --svm-c / --svm-class-weight; its fitting record in metadata."""
+    from rfmml.export.fit_head import fit_export_head
+
+    overrides: dict[str, object] = {"svm_c": options.svm_c} if options.svm_c else {}
     if options.svm_class_weight:
         overrides["svm_class_weight"] = options.svm_class_weight
-    fitted = heads_fit.fit_heads(
+    head = fit_export_head(
         train_emb,
         inputs.train_labels,
         val_emb,
         inputs.val_labels,
         inputs.split,
         inputs.config.replace(**overrides),
-        input_size=input_size,
+        input_size=inputs.input_size,
         svm=options.svm,
     )
-    for line in fitted.log_lines():
+    for line in describe_head(head, head_accuracy(head, val_emb, inputs.val_labels)):
         log(line)
+    return head
 
+
+def describe_head(head: Head, val_accuracy: dict[str, float]) -> list[str]:
+    """Log lines: the prototypes, how the SVM's C was chosen, the validation accuracy per kind."""
+    lines = [f"prototypes: {len(head.class_names)} classes x {head.embedding_dim} dims ({head.distance})"]
+    svm = head.metadata.get("svm")
+    if svm:
+        grid = ", ".join(f"C={c}: {100 * a:.2f}%" for c, a in svm["val_accuracy_by_c"].items())
+        lines.append(
+            f"svm: one-vs-rest LinearSVC, class_weight={svm['class_weight']}, l2_normalize="
+            f"{svm['l2_normalize']}; C={svm['C']:g} chosen on validation ({grid or 'no validation images'})"
+        )
+    if val_accuracy:
+        lines.append(f"validation accuracy: {_fmt(val_accuracy)}")
+    return lines
+
+
+def _prove_parity(
+    inputs: RunInputs, options: ExportOptions, embed_ort, head: Head, val_emb: np.ndarray, log: Log
+) -> tuple[ParityReport, _CheckSet]:
+    """torch vs onnxruntime fp32 on class-balanced training images in batches of 1, 2, 7, ... (fatal
+    beyond --tolerance or on any flipped class); also the set the variants are checked on: the
+    validation images, or the parity images when the split has none."""
     pick = balanced_subset(inputs.train_labels, options.parity_images, seed=0)
     images = inputs.train_images[pick]
     sizes = parity_batches(len(images))
-    reference = embed_in_batches(torch_embedder(model), images, sizes)
+    reference = embed_in_batches(torch_embedder(inputs.model), images, sizes)
     candidate = embed_in_batches(embed_ort, images, sizes)
     parity = compare(
         reference,
         candidate,
-        fitted.scorers,
+        head_scorers(head),
         reference_name="torch fp32",
         candidate_name="onnxruntime fp32",
         batch_sizes=sizes,
@@ -158,61 +190,52 @@ def run_export(options: ExportOptions, log: Callable[[str], None] = print) -> Ex
     )
     log(f"parity: {parity.summary()}")
     check(parity, "parity check (torch vs onnxruntime)")
-
-    # int8 / fp16 are checked against the float model on the validation images (or, when the split
-    # has none, on the parity images)
     if len(inputs.val_labels):
-        check_images, check_labels, check_emb = inputs.val_images, inputs.val_labels, val_emb
-    else:
-        check_images, check_labels, check_emb = images, inputs.train_labels[pick], candidate
-    val_accuracy = {"fp32": fitted.val_accuracy}
-    metadata = {**inputs.metadata, **fitted.metadata, "parity": parity.to_dict(), "precision": "fp32"}
-    pairs: list[tuple[Path, bytes, dict]] = [(output, float_bytes, metadata)]
-    variants: dict[str, ParityReport] = {}
-    for precision in [p for p, wanted in (("int8", options.int8), ("fp16", options.fp16)) if wanted]:
-        if precision == "int8":
-            log(
-                f"quantizing to int8 (static QDQ, per-channel, calibrated on {options.calibration_images} "
-                "training images) ..."
-            )
-            pick_calibration = balanced_subset(inputs.train_labels, options.calibration_images, 1)
-            data = _quantize(float_bytes, inputs.train_images[pick_calibration])
-        else:
-            from rfmml.export.quantize import export_fp16
+        return parity, _CheckSet(inputs.val_images, inputs.val_labels, val_emb)
+    return parity, _CheckSet(images, inputs.train_labels[pick], candidate)
 
-            log("exporting fp16 (for GPUs: on a CPU fp16 is slower than fp32, see BENCHMARKS.md) ...")
-            data = export_fp16(model, input_size, options.opset)
-        sizes = [
-            min(options.batch_size, len(check_emb) - s) for s in range(0, len(check_emb), options.batch_size)
-        ]
-        variant_emb = embed_in_batches(ort_embedder(ort_session(data)), check_images, sizes)
-        report = compare(
-            check_emb,
-            variant_emb,
-            fitted.scorers,
-            reference_name="onnxruntime fp32",
-            candidate_name=f"onnxruntime {precision}",
-            batch_sizes=sizes,
-            min_agreement=options.min_agreement,
-        )
-        val_accuracy[precision] = fitted.accuracy(variant_emb, check_labels)
-        log(f"{precision}: {report.summary()}")
+
+def _variant(
+    precision: str,
+    float_bytes: bytes,
+    inputs: RunInputs,
+    options: ExportOptions,
+    head: Head,
+    check_set: _CheckSet,
+    log: Log,
+) -> tuple[bytes, ParityReport, dict[str, float]]:
+    """Make the int8 or fp16 model and measure it against the float one on ``check_set``: (its bytes,
+    the agreement report, its accuracy per head kind); ExportError below --min-agreement."""
+    if precision == "int8":
         log(
-            f"{precision}: validation accuracy {_fmt(val_accuracy[precision])} "
-            f"(fp32: {_fmt(fitted.val_accuracy)})"
+            f"quantizing to int8 (static QDQ, per-channel, calibrated on {options.calibration_images} "
+            "training images) ..."
         )
-        check(report, f"{precision} check (against the float model; lower --min-agreement to accept)")
-        variants[precision] = report
-        meta = {**metadata, "precision": precision, "parity_vs_fp32": report.to_dict()}
-        pairs.append((variant_path(output, precision), data, meta))
+        pick = balanced_subset(inputs.train_labels, options.calibration_images, 1)
+        data = _quantize(float_bytes, inputs.train_images[pick])
+    else:
+        from rfmml.export.quantize import export_fp16
 
-    for _, _, meta in pairs:
-        meta["val_accuracy"] = dict(val_accuracy)  # every precision measured, in every head
-    heads = write_pairs([(path, data, fitted.head_with(meta)) for path, data, meta in pairs], options.force)
-    written = {path: head for (path, _, _), head in zip(pairs, heads, strict=True)}
-    for path in written:
-        log(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) + {path.with_suffix('.npz').name}")
-    return ExportResult(written, parity, variants, val_accuracy, time.perf_counter() - started)
+        log("exporting fp16 (for GPUs: on a CPU fp16 is slower than fp32, see BENCHMARKS.md) ...")
+        data = export_fp16(inputs.model, inputs.input_size, options.opset)
+    n = len(check_set.labels)
+    sizes = [min(options.batch_size, n - start) for start in range(0, n, options.batch_size)]
+    embeddings = embed_in_batches(ort_embedder(ort_session(data)), check_set.images, sizes)
+    report = compare(
+        check_set.float_embeddings,
+        embeddings,
+        head_scorers(head),
+        reference_name="onnxruntime fp32",
+        candidate_name=f"onnxruntime {precision}",
+        batch_sizes=sizes,
+        min_agreement=options.min_agreement,
+    )
+    accuracy = head_accuracy(head, embeddings, check_set.labels)
+    log(f"{precision}: {report.summary()}")
+    float_accuracy = head_accuracy(head, check_set.float_embeddings, check_set.labels)
+    log(f"{precision}: validation accuracy {_fmt(accuracy)} (fp32: {_fmt(float_accuracy)})")
+    check(report, f"{precision} check (against the float model; lower --min-agreement to accept)")
+    return data, report, accuracy
 
 
 def _quantize(float_bytes: bytes, calibration: np.ndarray) -> bytes:
@@ -225,4 +248,4 @@ def _fmt(accuracy: dict[str, float]) -> str:
     return ", ".join(f"{head} {100 * value:.2f}%" for head, value in accuracy.items())
 
 
-__all__ = ["ExportOptions", "ExportResult", "export_run", "run_export", "variant_path"]
+__all__ = ["ExportOptions", "ExportResult", "check_request", "export_run", "run_export", "variant_path"]

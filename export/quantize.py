@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rfmml.export.onnx_export import INPUT_NAME, check_onnx
+from rfmml.export.onnx_export import check_onnx
+from rfmml.runtime.artifact import INPUT_NAME
 
 # The first ops that do real work on the normalised image; pre-processing stops here.
 _COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})

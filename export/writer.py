@@ -1,13 +1,17 @@
 """Atomic writing of model/head pairs: ``X.onnx`` + ``X.npz`` (same stem, same folder).
 
-Every file of every pair is first written in full under a temporary name in the target folder (the
-model with ``rfmml.runtime.artifact.atomic_write_bytes``, the head with ``save_head``, the format's
-one implementation), the model's digest is checked on the bytes actually on disk, and only then are
-the temporary files renamed onto their final names: models first, heads last. A failure before the
-renames removes the temporary files and leaves the target folder as it was. Renames are atomic and
-take microseconds; a crash between a model's rename and its head's rename leaves either a model
-without a head or a new model beside an old head, and the runtime refuses both (head not found /
-digest mismatch), so a mixed pair can never be used silently.
+Every file of every pair is first written in full under a temporary name in the target folder,
+``.<name>.<pid>.partial`` (the model with ``atomic_write_bytes``, the head with ``save_head``, the
+format's one implementation; both add their own ``.<that name>.<random>.tmp`` while they write), the
+model's digest is checked on the bytes actually on disk, and only then are the temporary files renamed
+onto their final names: models first, heads last. A failure before the renames removes the temporary
+files and leaves the target folder as it was. Renames are atomic and take microseconds; a crash
+between a model's rename and its head's rename leaves either a model without a head or a new model
+beside an old head, and the runtime refuses both (head not found / digest mismatch), so a mixed pair
+can never be used silently.
+
+A kill -9 leaves the temporaries behind; the next export writing to that folder removes those whose
+process is gone (``remove_stale_temporaries``), and only those: the names say which process wrote them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +32,11 @@ from rfmml.runtime.artifact import (
     sha256_file,
     umask_mode,
 )
+from rfmml.runtime.errors import ExportError
+
+# ".<name>.<pid>.partial" (ours) and ".<that>.<random>.tmp" (atomic_write's, inside it), for the two
+# file kinds an export writes; group "pid" is the writing process.
+_TEMPORARY = re.compile(r"^\.\.?[^/]+\.(?:onnx|npz)\.(?P<pid>\d+)\.partial(?:\.[A-Za-z0-9_]+\.tmp)?$")
 
 
 def pair_paths(model_path: str | Path) -> tuple[Path, Path]:
@@ -39,44 +50,114 @@ def existing_targets(model_paths: Sequence[str | Path]) -> list[Path]:
     return [path for model in model_paths for path in pair_paths(model) if path.exists()]
 
 
+def check_targets(model_paths: Sequence[str | Path], force: bool) -> None:
+    """Before any work: ExportError (one line) when a pair could not be written at the end.
+
+    Refused: an existing file without ``force``; a target that exists but is not a regular file (a
+    folder: even ``--force`` replaces files only); a folder that cannot be created or written.
+    """
+    for path in [path for model in model_paths for path in pair_paths(model)]:
+        if path.exists() and not path.is_file():
+            raise ExportError(f"{path} exists and is not a file; choose another output name")
+        if path.exists() and not force:
+            raise ExportError(f"{path} exists; pass --force to overwrite")
+        folder = _nearest_existing(path.parent)
+        if not folder.is_dir():
+            raise ExportError(f"cannot create {path.parent}: {folder} is not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ExportError(f"cannot write to {folder} (permission denied): choose another output")
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
 
-def write_pairs(pairs: Sequence[tuple[str | Path, bytes, Head]], force: bool = False) -> list[Head]:
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and negative numbers address process groups, never one writer
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OverflowError:  # not a possible pid
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, started: float) -> list[Path]:
+    """Remove export temporaries in ``folder`` left by a killed export; return what was removed.
+
+    Stale: the writing process no longer exists, or it is this process (its pid reused after a
+    restart) and the file predates ``started`` (``time.time()`` when this export began). A live
+    export's temporaries are left alone, and so is every other file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        pid = int(match["pid"])
+        ours_from_before = pid == os.getpid() and path.stat().st_mtime < started
+        if ours_from_before or not _process_alive(pid):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def write_pairs(
+    pairs: Sequence[tuple[str | Path, bytes, Head]], force: bool = False, started: float | None = None
+) -> list[Head]:
     """Write every (model path, ONNX bytes, head) pair, all or nothing; return the heads as written.
 
     Each head is written with ``onnx_sha256`` set to the digest of its model's bytes. Raises
-    FileExistsError (nothing written) when a target exists and ``force`` is False.
+    FileExistsError (nothing written) when a target exists and ``force`` is False. Stale temporaries
+    of killed exports in the target folders are removed first (``started``: when this export began,
+    ``time.time()``; default now).
     """
     if not force:
         existing = existing_targets([model for model, _, _ in pairs])
         if existing:
             raise FileExistsError(f"{existing[0]} exists; pass --force to overwrite")
-    staged: list[tuple[Path, Path]] = []  # (temporary, final), models first
-    head_stage: list[tuple[Path, Path]] = []
-    written: list[Head] = []
+    started = time.time() if started is None else started
+    for folder in {Path(model).parent for model, _, _ in pairs}:
+        remove_stale_temporaries(folder, started)
+    staged: list[tuple[Path, Path]] = []  # (temporary, final): models, then heads
     try:
-        for model_path, data, head in pairs:
-            model_path, head_path = pair_paths(model_path)
-            model_path.parent.mkdir(parents=True, exist_ok=True)
-            digest = hashlib.sha256(data).hexdigest()
-            tmp_model = _temp_name(model_path)
-            atomic_write_bytes(tmp_model, data)
-            staged.append((tmp_model, model_path))
-            if sha256_file(tmp_model) != digest:
-                raise OSError(f"{tmp_model}: the bytes on disk differ from the exported model")
-            head = dataclasses.replace(head, onnx_sha256=digest)
-            tmp_head = _temp_name(head_path)
-            save_head(tmp_head, head)
-            head_stage.append((tmp_head, head_path))
-            written.append(head)
+        heads = [_stage_pair(Path(model), data, head, staged) for model, data, head in pairs]
+        staged.sort(key=lambda item: item[1].suffix == ".npz")  # every model before any head
         mode = umask_mode()  # temp files are created 0600; finished artifacts are ordinary files
-        for tmp, final in staged + head_stage:
+        for tmp, final in staged:
             os.chmod(tmp, mode)
             os.replace(tmp, final)
     finally:
-        for tmp, _ in staged + head_stage:
-            if tmp.exists():
-                tmp.unlink()
-    return written
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return heads
+
+
+def _stage_pair(model_path: Path, data: bytes, head: Head, staged: list[tuple[Path, Path]]) -> Head:
+    """Write one pair under temporary names (recorded in ``staged``); return the head as written."""
+    model_path, head_path = pair_paths(model_path)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    tmp_model = _temp_name(model_path)
+    staged.append((tmp_model, model_path))
+    atomic_write_bytes(tmp_model, data)
+    if sha256_file(tmp_model) != digest:
+        raise OSError(f"{tmp_model}: the bytes on disk differ from the exported model")
+    head = dataclasses.replace(head, onnx_sha256=digest)
+    tmp_head = _temp_name(head_path)
+    staged.append((tmp_head, head_path))
+    save_head(tmp_head, head)
+    return head

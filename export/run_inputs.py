@@ -8,13 +8,14 @@ and validation images must be where ``split.json`` says (or under ``--data DIR``
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rfmml.export.onnx_export import ExportError
+from rfmml.runtime.errors import ExportError
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class RunInputs:
 
 
 def check_run_folder(run_dir: Path, checkpoint: str) -> Path:
-    """The checkpoint's path; ExportError when the folder, its config/split or the checkpoint is missing."""
+    """The checkpoint's path; ExportError when the folder, its config/split or the checkpoint is
+    missing, or when config.json does not name the run's backbone."""
     if not run_dir.is_dir():
         raise ExportError(f"run folder not found: {run_dir} (the --out folder of rfmml-train)")
     for name in ("config.json", "split.json"):
@@ -43,12 +45,30 @@ def check_run_folder(run_dir: Path, checkpoint: str) -> Path:
             raise ExportError(
                 f"{run_dir / name} is missing: {run_dir} is not a complete rfmml-train run folder"
             )
+    check_config_file(run_dir / "config.json")
     path = Path(checkpoint) if Path(checkpoint).is_absolute() else run_dir / checkpoint
     if not path.is_file():
         others = sorted(p.name for p in run_dir.glob("*.pt"))
         hint = f"; checkpoints there: {', '.join(others)} (choose one with --checkpoint)" if others else ""
         raise ExportError(f"{run_dir} has no checkpoint {path.name} (expected {path}){hint}")
     return path
+
+
+def check_config_file(path: Path) -> None:
+    """ExportError naming ``path`` unless it is a JSON object with a non-empty ``backbone`` name (the
+    one setting an export cannot do without: it rebuilds the network the checkpoint belongs to)."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # invalid JSON or not UTF-8
+        raise ExportError(f"{path}: not a readable config.json ({error})") from None
+    if not isinstance(config, dict):
+        raise ExportError(f"{path}: expected a JSON object of settings, found {type(config).__name__}")
+    backbone = config.get("backbone")
+    if not isinstance(backbone, str) or not backbone.strip():
+        raise ExportError(
+            f'{path} names no backbone (its "backbone" is {backbone!r}): the export needs the run\'s '
+            "network; restore the config.json that rfmml-train wrote"
+        )
 
 
 def check_checkpoint(state: dict, backbone: str, path: Path) -> None:
@@ -90,46 +110,54 @@ def locate_data(split, data: Path | None):
     return split
 
 
-def load_inputs(
-    run_dir: Path, checkpoint: str, data: Path | None, progress: bool, log: Callable[[str], None]
-) -> RunInputs:
-    """Load the run's model and decode its training and validation images."""
-    from rfmml.trainer.data import default_cache_dir, load_part
+def load_inputs(run_dir: Path, checkpoint: str, data: Path | None, log: Callable[[str], None]) -> RunInputs:
+    """Load the run's model (CPU, eval mode) and decode its training and validation images."""
     from rfmml.trainer.run import load_run
 
     run_dir = Path(run_dir)
     ckpt_path = check_run_folder(run_dir, checkpoint)
     loaded = load_run(run_dir, checkpoint=str(ckpt_path.resolve()))
     config, split = loaded.config, locate_data(loaded.split, data)
-    backbone = config.backbone
-    check_checkpoint(loaded.checkpoint, backbone, ckpt_path)
-    model = loaded.model.cpu().eval()
-    size = int(config.image_size)
-    cache = None if config.cache_dir == "" else Path(config.cache_dir or default_cache_dir())
-    log(f"run {run_dir} ({ckpt_path.name}, {backbone}); decoding training and validation images ...")
-    train_images, train_labels = load_part(split, "train", size, cache_dir=cache)
-    val_images, val_labels = load_part(split, "val", size, cache_dir=cache)
+    check_checkpoint(loaded.checkpoint, config.backbone, ckpt_path)
+    log(f"run {run_dir} ({ckpt_path.name}, {config.backbone}); decoding training and validation images ...")
+    (train_images, train_labels), (val_images, val_labels) = _decode(split, config, ("train", "val"))
     if len(train_labels) == 0:
         raise ExportError(f"{run_dir / 'split.json'} lists no training images")
-    state = loaded.checkpoint
-    metadata = {
+    size = int(config.image_size)
+    return RunInputs(
+        model=loaded.model.cpu().eval(),
+        input_size=(size, size),
+        backbone=config.backbone,
+        split=split,
+        train_images=train_images,
+        train_labels=train_labels,
+        val_images=val_images,
+        val_labels=val_labels,
+        config=config,
+        metadata=_provenance(run_dir, ckpt_path, loaded.checkpoint, config.backbone, split.data_root),
+    )
+
+
+def _decode(split, config, parts: tuple[str, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(images uint8 [N, S, S, 3], labels int64 [N]) per part, decoded as the run's training did."""
+    from rfmml.trainer.data import default_cache_dir, load_part
+
+    cache = None if config.cache_dir == "" else Path(config.cache_dir or default_cache_dir())
+    decoded = []
+    for part in parts:
+        images, labels = load_part(split, part, int(config.image_size), cache_dir=cache)
+        decoded.append((images.numpy(), labels.numpy().astype(np.int64)))
+    return decoded
+
+
+def _provenance(run_dir: Path, ckpt_path: Path, state: dict, backbone: str, data_root: str) -> dict:
+    """Where the exported weights come from, for the head's metadata."""
+    return {
         "run": str(run_dir.resolve()),
         "checkpoint": ckpt_path.name,
         "phase": state.get("phase"),
         "episode": state.get("episode"),
         "backbone": backbone,
         "code_version": state.get("code_version"),
-        "data_root": split.data_root,
+        "data_root": data_root,
     }
-    return RunInputs(
-        model=model,
-        input_size=(size, size),
-        backbone=backbone,
-        split=split,
-        train_images=train_images.numpy(),
-        train_labels=train_labels.numpy().astype(np.int64),
-        val_images=val_images.numpy(),
-        val_labels=val_labels.numpy().astype(np.int64),
-        config=config,
-        metadata=metadata,
-    )
