@@ -1,0 +1,311 @@
+"""Generators of ``rfmml-infer`` cases on files: tile folders (random bytes, damaged, odd modes, odd
+names, bombs) and scenes (damaged, odd modes, bombs). Each takes (world, rng, seed) -> Case."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from fuzz_bytes import IMAGE_SUFFIXES, jpeg_bomb, mutate, png_bomb, random_bytes, tiff_bomb
+from fuzz_checks import PREVIOUS, folder_csv, folder_rows, no_temp_files, outputs_complete, previous_kept
+from fuzz_harness import Case
+from fuzz_world import World, encode, quadrant_scene
+from PIL import Image
+from runtime_fixtures import COLOURS, NAMES, write_geotiff
+
+
+def folder_case(
+    world: World,
+    family: str,
+    seed: int,
+    files: dict[bytes, bytes],
+    refused: set[str] = frozenset(),
+    expect: str = "ok",
+    memory: bool = False,
+    note: str = "",
+) -> Case:
+    """A tile folder holding ``files`` (raw file names -> content) plus one valid tile; the CSV goes
+    over a previous output. The valid tile must be classified, ``refused`` names must not be."""
+    work = world.scratch(family)
+    tiles = work / "tiles"
+    tiles.mkdir()
+    files = {b"valid-0000.png": world.valid_tile(int(seed % 4)), **files}
+    for name, data in files.items():
+        with open(os.path.join(os.fsencode(tiles), name), "wb") as handle:
+            handle.write(data)
+    out = work / "out" / "predictions.csv"
+    out.parent.mkdir()
+    out.write_bytes(PREVIOUS)
+    argv = ["--model", str(world.model), str(tiles), "--out", str(out), "--quiet"]
+    checks = [
+        folder_csv(out, {"valid-0000.png"}, set(refused)),
+        previous_kept([out]),
+        no_temp_files(out.parent),
+    ]
+    return Case(family, seed, "infer", argv, expect, checks, memory=memory, limit_s=60 if memory else 30,
+                note=note, workdir=work)  # fmt: skip
+
+
+def _suffix(rng: np.random.Generator) -> str:
+    return IMAGE_SUFFIXES[int(rng.integers(0, len(IMAGE_SUFFIXES)))]
+
+
+def tile_random(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """1-3 files of random bytes with image suffixes: listed as unreadable, never classified."""
+    files = {
+        f"junk-{i}{_suffix(rng)}".encode(): random_bytes(rng, 0, 2048) for i in range(int(rng.integers(1, 4)))
+    }
+    refused = {name.decode() for name in files}
+    return folder_case(world, "tile-random", seed, files, refused, note="random bytes")
+
+
+def tile_damaged(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """1-3 truncated / bit-flipped / spliced copies of valid JPEG/PNG/TIFF tiles (EuroSAT when present)."""
+    files, notes = {}, []
+    for i in range(int(rng.integers(1, 4))):
+        if world.real_tiles and rng.random() < 0.5:
+            source = world.real_tiles[int(rng.integers(0, len(world.real_tiles)))]
+            suffix, data = source.suffix, source.read_bytes()
+        else:
+            suffix = _suffix(rng)
+            data = world.tiles[suffix]
+        kind, damaged = mutate(rng, data)
+        files[f"damaged-{i}{suffix}".encode()] = damaged
+        notes.append(kind)
+    return folder_case(world, "tile-damaged", seed, files, note="+".join(notes))
+
+
+SAVABLE = {  # the modes Pillow writes in each format
+    ".png": ("L", "LA", "RGBA", "P", "1", "I;16", "Pt"),
+    ".jpg": ("L", "CMYK", "YCbCr"),
+    ".tif": ("L", "LA", "RGBA", "P", "1", "CMYK", "I;16", "I", "F"),
+}
+ODD_MODES = ("L", "LA", "RGBA", "P", "1", "CMYK", "I;16", "I", "F", "Pt", "YCbCr")
+
+
+def odd_tile(rng: np.random.Generator) -> tuple[str, bytes, str]:
+    """A valid image in an odd mode/size: (suffix, bytes, what it is)."""
+    height, width = (int(v) for v in rng.integers(1, 200, 2))
+    if rng.random() < 0.15:
+        height, width = 1, int(rng.integers(1, 5000))  # a 1-pixel strip
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mode = ODD_MODES[int(rng.integers(0, len(ODD_MODES)))]
+    choices = [suffix for suffix, modes in SAVABLE.items() if mode in modes]
+    suffix = choices[int(rng.integers(0, len(choices)))]
+    return suffix, _encode_mode(pixels, suffix, mode), f"{mode} {width}x{height}{suffix}"
+
+
+def _encode_mode(pixels: np.ndarray, suffix: str, mode: str) -> bytes:
+    if mode == "I;16":
+        image = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)  # 2-D uint16: mode I;16
+    elif mode in ("I", "F"):
+        image = Image.fromarray(pixels).convert("L").convert(mode)
+    else:
+        image = Image.fromarray(pixels).convert(mode[0] if mode == "Pt" else mode)
+    params = {"transparency": 0} if mode == "Pt" else {}  # Pt: paletted with a transparent index
+    buffer = io.BytesIO()
+    image.save(buffer, format={".jpg": "JPEG", ".png": "PNG", ".tif": "TIFF"}[suffix], **params)
+    return buffer.getvalue()
+
+
+def multiband_tiff(rng: np.random.Generator, bands: int) -> bytes:
+    """A plain TIFF with ``bands`` uint8/uint16 bands (2 or 4: not RGB), written with rasterio."""
+    from rasterio.io import MemoryFile
+
+    dtype = "uint16" if rng.random() < 0.5 else "uint8"
+    size = int(rng.integers(8, 80))
+    data = rng.integers(0, 255, (bands, size, size)).astype(dtype)
+    with warnings.catch_warnings(), MemoryFile() as memory:
+        warnings.simplefilter("ignore")  # no geotransform: a plain TIFF on purpose
+        with memory.open(driver="GTiff", width=size, height=size, count=bands, dtype=dtype) as dst:
+            dst.write(data)
+        return memory.read()
+
+
+def tile_mode(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """Valid images in odd modes (grayscale, RGBA, 16-bit, paletted, 1-bit, CMYK, float, 2/4-band TIFF)
+    and sizes (1 px strips): classified or listed as unreadable, never a crash."""
+    files, notes = {}, []
+    for i in range(int(rng.integers(1, 4))):
+        if rng.random() < 0.2:
+            bands = int(rng.choice([2, 4]))
+            files[f"bands{bands}-{i}.tif".encode()] = multiband_tiff(rng, bands)
+            notes.append(f"{bands}-band tif")
+        else:
+            suffix, data, what = odd_tile(rng)
+            files[f"odd-{i}{suffix}".encode()] = data
+            notes.append(what)
+    return folder_case(world, "tile-mode", seed, files, note=", ".join(notes))
+
+
+ODD_NAME_PARTS = (b"\xff\xfe", b"caf\xe9", b"new\nline", b"com,ma", b'quo"te', b"semi;colon", b"tab\there",
+                  b"-dash", b" space ", "日本".encode(), b"back\\slash", b"'single'", b"\r")  # fmt: skip
+
+
+def odd_name(rng: np.random.Generator, index: int) -> bytes:
+    """A file name (bytes) with odd parts: non-UTF-8 bytes, newlines, commas, quotes, or very long."""
+    parts = [ODD_NAME_PARTS[int(i)] for i in rng.integers(0, len(ODD_NAME_PARTS), int(rng.integers(1, 4)))]
+    name = b"".join(parts) + str(index).encode()
+    if rng.random() < 0.2:
+        name = name + b"x" * (240 - len(name))  # near the 255-byte limit of most file systems
+    return name + (b".png" if rng.random() < 0.7 else b".jpg")
+
+
+def tile_name(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """Valid tiles with odd names: every one classified, one CSV row each (names written losslessly)."""
+    files = {odd_name(rng, i): world.valid_tile(i % 4, ".png") for i in range(int(rng.integers(1, 4)))}
+    case = folder_case(world, "tile-name", seed, files, note=" | ".join(ascii(n) for n in files))
+    out = Path(case.argv[case.argv.index("--out") + 1])
+    case.checks = [folder_rows(out, len(files) + 1), *case.checks[1:]]
+    return case
+
+
+TILE_BOMBS = (  # (name, width, height): declared sizes; the files hold a few hundred bytes
+    ("bomb-60000.png", 60000, 60000),
+    ("bomb-65500.jpg", 65500, 65500),
+    ("bomb-1e6.tif", 1_000_000, 1_000_000),
+    ("bomb-12000.png", 12000, 12000),  # 144 Mpx: under Pillow's own bomb error, so only a cap stops it
+    ("bomb-12000.jpg", 12000, 12000),
+)
+
+
+def tile_bomb(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """A few-hundred-byte PNG / JPEG / TIFF declaring 144 Mpx to 10^12 px in a tile folder (memory-bound):
+    listed as unreadable (exit 3) within the memory budget."""
+    name, width, height = TILE_BOMBS[seed % len(TILE_BOMBS)]
+    maker = {".png": png_bomb, ".jpg": jpeg_bomb, ".tif": lambda w, h: tiff_bomb(w, h, geo=False)}
+    data = maker[name[-4:]](width, height)
+    return folder_case(world, "tile-bomb", seed, {name.encode(): data}, {name}, memory=True, note=name)
+
+
+# --- scenes ------------------------------------------------------------------------------------------
+
+
+def scene_case(world: World, family: str, seed: int, scene: Path, expect: str, note: str,
+               memory: bool = False, extra: tuple[str, ...] = ()) -> Case:  # fmt: skip
+    """Classify ``scene`` into a class map + CSV that already exist (previous outputs)."""
+    work = scene.parent
+    out = work / "out"
+    out.mkdir(exist_ok=True)
+    class_map, csv = out / "map.tif", out / "map.csv"
+    for path in (class_map, csv):
+        path.write_bytes(PREVIOUS)
+    argv = [
+        "--model",
+        str(world.model),
+        str(scene),
+        "--out",
+        str(class_map),
+        "--csv",
+        str(csv),
+        "--quiet",
+        *extra,
+    ]
+    checks = [previous_kept([class_map, csv]), outputs_complete(csv, class_map), no_temp_files(out)]
+    return Case(family, seed, "infer", argv, expect, checks, memory=memory, limit_s=60 if memory else 30,
+                note=note, workdir=work)  # fmt: skip
+
+
+def scene_damaged(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """The small GeoTIFF scene (or a shared real scene, 1 case in 8) truncated, bit-flipped or spliced."""
+    work = world.scratch("scene-damaged")
+    source = world.scene
+    if world.real_scenes and seed % 8 == 7:
+        source = world.real_scenes[int(rng.integers(0, len(world.real_scenes)))]
+    kind, data = mutate(rng, source.read_bytes())
+    scene = work / f"scene{source.suffix}"
+    scene.write_bytes(data)
+    return scene_case(world, "scene-damaged", seed, scene, "any", f"{kind} {source.name}")
+
+
+def _palette_scene(path: Path) -> Path:
+    """A paletted GeoTIFF: index 0 = black nodata collar, indices 1-4 = the class colours."""
+    import rasterio
+
+    indices = np.zeros((1, 160, 160), np.uint8)
+    quadrants = quadrant_scene(128)
+    for label in range(4):
+        indices[0, 16:144, 16:144][(quadrants == COLOURS[label]).all(-1)] = label + 1
+    profile = dict(driver="GTiff", width=160, height=160, count=1, dtype="uint8", photometric="palette")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(indices)
+        colormap = {0: (0, 0, 0, 255), **{i + 1: (*map(int, COLOURS[i]), 255) for i in range(4)}}
+        dst.write_colormap(1, colormap)
+    return path
+
+
+def scene_expected_classes(expected: dict[tuple[int, int], str], csv: Path):
+    """Exit 0: the CSV classes of the listed (row, col) tiles are the expected class names."""
+
+    def check(outcome):
+        if outcome.code != 0:
+            return None
+        from fuzz_checks import read_csv_rows
+
+        rows = read_csv_rows(csv.read_text(encoding="utf-8")) or []
+        got = {(int(r["row"]), int(r["col"])): r.get("class", "") for r in rows}
+        for cell, name in expected.items():
+            if got.get(cell) != name:
+                return ("wrong", f"tile {cell} classified {got.get(cell)!r}, expected {name!r}")
+        return None
+
+    return check
+
+
+def scene_mode(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """Odd scenes: paletted with a black collar (classes must follow the colour table, not raw indices),
+    1/2/4-band, 16-bit, float32, tiny (smaller than a tile), PNG/JPEG instead of GeoTIFF."""
+    work = world.scratch("scene-mode")
+    kind = ("palette", "gray", "2band", "4band", "uint16", "float32", "tiny", "png", "jpg")[seed % 9]
+    pixels = quadrant_scene(128)
+    scene = work / ("scene.png" if kind == "png" else "scene.jpg" if kind == "jpg" else "scene.tif")
+    expected: dict[tuple[int, int], str] = {}
+    if kind == "palette":
+        _palette_scene(scene)
+        expected = {(1, 1): NAMES[0], (1, 3): NAMES[1], (3, 1): NAMES[2], (3, 3): NAMES[3]}
+    elif kind in ("png", "jpg"):
+        scene.write_bytes(encode(pixels, scene.suffix))
+        expected = {(0, 0): NAMES[0], (0, 3): NAMES[1], (3, 0): NAMES[2], (3, 3): NAMES[3]}
+    elif kind == "tiny":
+        write_geotiff(scene, pixels[: int(rng.integers(1, 31)), : int(rng.integers(1, 31))])
+    else:
+        bands = {"gray": 1, "2band": 2, "4band": 4, "uint16": 3, "float32": 3}[kind]
+        stack = np.concatenate([pixels, pixels[..., :1]], -1)[..., :bands] if bands != 3 else pixels
+        dtype = {"uint16": np.uint16, "float32": np.float32}.get(kind, np.uint8)
+        scale = {"uint16": 257.0, "float32": 1.0 / 255.0}.get(kind, 1.0)
+        write_geotiff(scene, (stack.astype(np.float64) * scale).astype(dtype))
+        if kind in ("uint16", "float32"):
+            expected = {(0, 0): NAMES[0], (3, 3): NAMES[3]}
+    case = scene_case(world, "scene-mode", seed, scene, "any", kind)
+    csv = Path(case.argv[case.argv.index("--csv") + 1])
+    case.checks.append(scene_expected_classes(expected, csv))
+    return case
+
+
+SCENE_BOMBS = (  # (name, width, height, extra flags)
+    ("bomb.tif", 1_000_000, 1_000_000, ()),
+    ("bomb-plain.tif", 100_000, 100_000, ()),
+    ("bomb.png", 60000, 60000, ()),
+    ("bomb.jpg", 65500, 65500, ()),
+    ("bomb.tif", 1_000_000, 1_000_000, ("--tile", "4096")),  # few tiles, each huge
+    ("bomb-plain.tif", 100_000, 100_000, ("--tile", "4096", "--batch", "1024")),
+    ("bomb-12000.png", 12000, 12000, ()),
+)
+
+
+def scene_bomb(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """A GeoTIFF / TIFF / PNG / JPEG of a few hundred bytes declaring up to 10^6 x 10^6 pixels, as a scene,
+    under the address-space limit: refused, or read in bounded memory, never exhausting it."""
+    work = world.scratch("scene-bomb")
+    name, width, height, extra = SCENE_BOMBS[seed % len(SCENE_BOMBS)]
+    if name.endswith(".tif"):
+        data = tiff_bomb(width, height, geo="plain" not in name)
+    else:
+        data = (png_bomb if name.endswith(".png") else jpeg_bomb)(width, height)
+    scene = work / name
+    scene.write_bytes(data)
+    return scene_case(world, "scene-bomb", seed, scene, "error", f"{name} {' '.join(extra)}", memory=True,
+                      extra=extra)  # fmt: skip

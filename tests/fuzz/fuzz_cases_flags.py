@@ -1,0 +1,294 @@
+"""Bad flags for the five commands: negative / huge / nan / inf numbers, 20-digit integers, missing and
+unwritable paths, unknown choices, broken run folders. Every case must be refused with one line (exit
+2) before any work starts; a handful are documented as accepted with a warning (noted per case).
+
+Case ``seed`` picks the flag (``seed % len(table)``, the issue's reported values first) and the
+generator draws its value; the train cases carry the tiny budget, so an accepted bad value costs
+seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from fuzz_bytes import random_bytes
+from fuzz_checks import PREVIOUS, error_names, no_temp_files, previous_kept, stderr_mentions
+from fuzz_harness import Case
+from fuzz_world import TINY_TRAIN, World, fresh_copy
+
+HUGE = "99999999999999999999"  # 20 digits: beyond int64
+FLOATS = ("nan", "inf", "-inf", "1e400", "-1", "abc", "")
+
+# (flag, candidate bad values, extra flags). The issue's values come first in every table.
+TRAIN_FLAGS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("--seed", ("-1", HUGE, "nan", "abc", "1.5", "-" + HUGE), ()),
+    ("--ret-lr", ("-1", "nan", "inf", "1e400", "-inf"), ()),
+    ("--acf-lr", ("inf", "nan", "-1"), ()),
+    ("--la-tau", ("nan", "inf", "-inf"), ("--method", "logit-adjust", "--epochs", "2")),
+    ("--image-size", ("100000", "0", "-5", HUGE), ()),
+    ("--ret-episodes", ("-1", HUGE), ()),
+    ("--acf-episodes", ("-1", HUGE), ()),
+    ("--queries", ("0", "-1", HUGE), ()),
+    ("--val-every", ("0", "-1"), ()),
+    ("--log-every", ("0", "-1"), ()),
+    ("--train-frac", ("2", "0", "nan", "-0.5", "inf"), ()),
+    ("--n-max", ("0", "-1", HUGE), ()),
+    ("--workers", ("-1", HUGE), ()),
+    ("--threads", ("-1", HUGE), ()),
+    ("--batch-size", ("0", "-1", HUGE), ()),
+    ("--svm-c", ("nan", "-1", "0", "inf"), ()),
+    ("--minority", ("NoSuchClass",), ()),
+    ("--minority-classes", ("-1", "100", HUGE), ()),
+    ("--minority-shots", ("-1", HUGE), ()),
+    ("--epochs", ("-1", HUGE), ("--method", "plain")),
+    ("--lr", ("nan", "-1", "inf"), ("--method", "plain", "--epochs", "2")),
+    ("--ce-batch", ("0", "-1"), ("--method", "plain", "--epochs", "2")),
+    ("--method", ("bogus", ""), ()),
+    ("--backbone", ("bogus", "timm:no_such_model_xyz", ""), ()),
+    ("--device", ("bogus", "cuda:99"), ()),
+    ("--distance", ("cosine",), ()),
+    ("--data", ("@missing", "@file", "@empty"), ()),
+    ("--out", ("@under-file", ""), ()),
+    ("--split", ("@missing", "@junk", "@json-list", "@json-classes"), ()),
+    ("--weights", ("@missing", "@junk"), ("--backbone", "conv4")),
+    ("--init", ("@missing", "@empty"), ()),
+    ("--resume", ("@missing", "@empty", "@seed-text", "@seed-float", "@config-truncated"), ()),
+]
+
+EXPORT_FLAGS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("--svm-c", ("nan", "inf", "-1", "0"), ()),
+    ("--run", ("@no-backbone", "@missing", "@file", "@empty", "@config-truncated", "@no-split"), ()),
+    ("--opset", ("99", "17", HUGE, "-1"), ()),
+    ("--tolerance", ("nan", "-1", "abc"), ()),
+    ("--min-agreement", ("2", "-0.1", "nan"), ("--int8",)),
+    ("--parity-images", ("0", "-1", HUGE), ()),
+    ("--calibration-images", ("0", HUGE), ("--int8",)),
+    ("--batch-size", ("0", HUGE), ()),
+    ("--checkpoint", ("missing.pt", "../config.json", "", "config.json"), ()),
+    ("--data", ("@missing", "@file"), ()),
+    ("--svm-class-weight", ("bogus",), ()),
+    ("OUTPUT", ("@exists", "@under-file", "@missing-folder", "@directory"), ()),
+]
+
+INFER_FLAGS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("--batch", ("100000000", "0", "-1", HUGE), ()),
+    ("--tile", ("100000", "0", "-1", HUGE), ("@scene",)),
+    ("--threads", ("400",), ()),
+    ("--threads", ("-1", HUGE), ()),
+    ("--stride", ("0", "-1", HUGE), ("@scene",)),
+    ("--top-k", ("0", "-1", HUGE), ()),
+    ("--workers", ("-1", HUGE), ()),
+    ("--bands", ("0,1,2", "1,2", "a,b,c", "1,2,99", "", "1,2,3,4"), ("@scene",)),
+    ("--quicklook-size", ("0", "-1", HUGE), ("@scene",)),
+    ("--providers", ("bogus", "", "cpu,bogus"), ()),
+    ("--head", ("@missing", "@junk"), ()),
+    ("--model", ("@missing", "@directory", "@junk"), ()),
+    ("INPUT", ("@missing", "@junk-scene", "@empty-file"), ()),
+    ("--out", ("@missing-folder", "@under-file", "@scene-jpg"), ("@scene",)),
+    ("--csv", ("@missing-folder",), ("@scene",)),
+    ("--tile", ("32",), ()),  # a scene-only flag on a folder
+]
+
+COMPARE_FLAGS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("RUNS", ("@missing", "@empty", "@junk-eval", "@config-truncated", "@none"), ()),
+    ("--out", ("@under-file",), ()),
+    ("--group-by", ("bogus", ""), ()),
+    ("--label", ("bogus",), ()),
+]
+
+DEMO_FLAGS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("--seed", ("-1", HUGE, "nan", "abc", "1.5"), ()),
+    ("--out", ("@under-file",), ()),
+    ("--bogus", ("1",), ()),
+]
+
+
+def _pick(table, rng: np.random.Generator, seed: int) -> tuple[str, str, tuple[str, ...]]:
+    flag, values, extra = table[seed % len(table)]
+    value = values[0] if seed < len(table) else values[int(rng.integers(0, len(values)))]
+    return flag, value, extra
+
+
+def _file(work: Path, rng: np.random.Generator, name: str = "junk.bin") -> Path:
+    path = work / name
+    path.write_bytes(random_bytes(rng, 1, 512))
+    return path
+
+
+def _broken_run(world: World, work: Path, how: str) -> Path:
+    """A copy of the tiny run with one defect (``how``: seed-text, seed-float, config-truncated,
+    no-backbone, no-split)."""
+    run = fresh_copy(world.run, work / "run")
+    (run / "eval.json").unlink(missing_ok=True)
+    config_path = run / "config.json"
+    config = json.loads(config_path.read_text())
+    if how == "seed-text":
+        config["seed"] = "abc"
+    elif how == "seed-float":
+        config["seed"] = 1.5
+    elif how == "no-backbone":
+        config.pop("backbone", None)
+    elif how == "no-split":
+        (run / "split.json").unlink()
+    text = json.dumps(config)
+    config_path.write_text(text[: len(text) // 2] if how == "config-truncated" else text)
+    return run
+
+
+def _path_value(world: World, work: Path, rng: np.random.Generator, value: str) -> str:
+    """Turn an ``@name`` placeholder into a real (bad) path in ``work``."""
+    how = value[1:]
+    if how == "missing":
+        return str(work / "does-not-exist")
+    if how in ("file", "junk"):
+        return str(_file(work, rng))
+    if how in ("empty", "directory"):
+        (work / "empty").mkdir(exist_ok=True)
+        return str(work / "empty")
+    if how == "under-file":
+        return str(_file(work, rng, "a-file") / "below")
+    if how == "missing-folder":
+        return str(work / "no-such-folder" / "out.csv")
+    if how == "json-list":
+        (work / "split.json").write_text("[1, 2, 3]")
+        return str(work / "split.json")
+    if how == "json-classes":
+        (work / "split.json").write_text(json.dumps({"classes": ["x"], "train": {"x": ["nope.png"]}}))
+        return str(work / "split.json")
+    if how in ("seed-text", "seed-float", "config-truncated", "no-backbone", "no-split"):
+        return str(_broken_run(world, work, how))
+    raise ValueError(f"unknown placeholder {value}")
+
+
+def train_flags(world: World, rng: np.random.Generator, seed: int) -> Case:
+    work = world.scratch("flags-train")
+    flag, value, extra = _pick(TRAIN_FLAGS, rng, seed)
+    value = _path_value(world, work, rng, value) if value.startswith("@") else value
+    if flag == "--resume":
+        argv = [flag, value, "--no-cache"]
+    else:
+        argv = ["--out", str(work / "run"), *TINY_TRAIN, *extra, flag, value]
+    checks = [error_names(flag, value), no_temp_files(work)]
+    return Case("flags-train", seed, "train", argv, "error", checks, limit_s=30, note=f"{flag} {value!r}",
+                workdir=work)  # fmt: skip
+
+
+def export_flags(world: World, rng: np.random.Generator, seed: int) -> Case:
+    work = world.scratch("flags-export")
+    flag, value, extra = _pick(EXPORT_FLAGS, rng, seed)
+    output = work / "model.onnx"
+    run = str(world.run)
+    checks = [no_temp_files(work)]
+    fixed = ["--no-progress", "--parity-images", "4", "--no-svm", *extra]
+    if flag == "OUTPUT":
+        output = _export_output(work, rng, value)
+        if value == "@exists":
+            checks.append(previous_kept([output, output.with_suffix(".npz")]))
+        argv, value = ["--run", run, str(output), *fixed], str(output)
+    elif flag == "--run":
+        value = _path_value(world, work, rng, value)
+        argv = ["--run", value, str(output), *fixed]
+    else:
+        value = _path_value(world, work, rng, value) if value.startswith("@") else value
+        argv = ["--run", run, str(output), *fixed, flag, value]
+    checks.append(error_names(flag, value))
+    return Case("flags-export", seed, "export", argv, "error", checks, note=f"{flag} {value!r}", workdir=work)
+
+
+def _export_output(work: Path, rng: np.random.Generator, value: str) -> Path:
+    if value == "@exists":
+        for name in ("model.onnx", "model.npz"):
+            (work / name).write_bytes(PREVIOUS)
+        return work / "model.onnx"
+    if value == "@directory":
+        (work / "model.onnx").mkdir()
+        return work / "model.onnx"
+    return Path(_path_value(None, work, rng, value))  # type: ignore[arg-type]
+
+
+def infer_flags(world: World, rng: np.random.Generator, seed: int) -> Case:
+    work = world.scratch("flags-infer")
+    flag, value, extra = _pick(INFER_FLAGS, rng, seed)
+    scene = "@scene" in extra
+    tiles = work / "tiles"
+    tiles.mkdir()
+    (tiles / "valid.png").write_bytes(world.valid_tile(seed % 4))
+    target = fresh_copy(world.scene, work / "scene.tif") if scene else tiles
+    out = work / ("map.tif" if scene else "predictions.csv")
+    model, expect, checks = str(world.model), "error", [no_temp_files(work)]
+    argv_tail: list[str] = []
+    if flag == "--threads" and value == "400":
+        expect, checks = "ok", [stderr_mentions("thread"), *checks]  # documented: capped with a warning
+    if flag == "--model":
+        model = value = _path_value(world, work, rng, value)
+    elif flag == "INPUT":
+        target = _infer_input(work, rng, value)
+        value = str(target)
+    elif flag == "--out":
+        if value == "@missing-folder":
+            out = work / "no-such-folder" / out.name
+        else:
+            out = work / "map.jpg" if value == "@scene-jpg" else Path(_path_value(world, work, rng, value))
+        value = str(out)
+    else:
+        value = _path_value(world, work, rng, value) if value.startswith("@") else value
+        argv_tail = [flag, value]
+    checks.append(error_names(flag, value))
+    argv = ["--model", model, str(target), "--out", str(out), "--quiet", *argv_tail]
+    return Case("flags-infer", seed, "infer", argv, expect, checks, note=f"{flag} {value!r}", workdir=work)
+
+
+def _infer_input(work: Path, rng: np.random.Generator, value: str) -> Path:
+    if value == "@missing":
+        return work / "does-not-exist"
+    if value == "@empty-file":
+        (work / "empty.tif").write_bytes(b"")
+        return work / "empty.tif"
+    return _file(work, rng, "scene.tif")
+
+
+def compare_flags(world: World, rng: np.random.Generator, seed: int) -> Case:
+    work = world.scratch("flags-compare")
+    flag, value, _extra = _pick(COMPARE_FLAGS, rng, seed)
+    out = work / "report"
+    runs = [str(world.run)]
+    if flag == "RUNS":
+        runs = _compare_runs(world, work, rng, value)
+        value = runs[0] if runs else ""
+    elif flag == "--out":
+        out = Path(_path_value(world, work, rng, value))
+        value = str(out)
+    argv = [*runs, "--out", str(out)]
+    if flag.startswith("--") and flag != "--out":
+        argv += [flag, value]
+    checks = [error_names(flag, value), no_temp_files(work)]
+    return Case(
+        "flags-compare", seed, "compare", argv, "error", checks, note=f"{flag} {value!r}", workdir=work
+    )
+
+
+def _compare_runs(world: World, work: Path, rng: np.random.Generator, value: str) -> list[str]:
+    if value == "@none":
+        return []
+    if value == "@junk-eval":
+        run = fresh_copy(world.run, work / "run")
+        (run / "eval.json").write_bytes(random_bytes(rng, 1, 256))
+        return [str(run)]
+    if value == "@config-truncated":
+        run = fresh_copy(world.run, work / "run")
+        text = (run / "config.json").read_text()
+        (run / "config.json").write_text(text[: len(text) // 2])
+        return [str(run)]
+    return [_path_value(world, work, rng, value)]
+
+
+def demo_flags(world: World, rng: np.random.Generator, seed: int) -> Case:
+    work = world.scratch("flags-demo")
+    flag, value, _extra = _pick(DEMO_FLAGS, rng, seed)
+    value = _path_value(world, work, rng, value) if value.startswith("@") else value
+    argv = ["--out", str(work / "demo"), flag, value] if flag != "--out" else ["--out", value]
+    checks = [error_names(flag, value), no_temp_files(work)]
+    return Case("flags-demo", seed, "demo", argv, "error", checks, limit_s=20,
+                note=f"{flag} {value!r}", workdir=work)  # fmt: skip

@@ -1,0 +1,169 @@
+"""Checks that judge a case's result beyond its exit code: "wrong" results and "lost" outputs.
+
+Each factory returns a :data:`fuzz_harness.Check`: a function of the :class:`Outcome` that returns
+``(kind, reason)`` when something is wrong, else None. Outputs are read from disk after the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from fuzz_harness import Check, Outcome
+
+PREVIOUS = b"previous output: must survive a failed run\n"
+TEMP_MARKERS = (".tmp", ".partial", ".part", "~")
+
+
+def read_csv_rows(text: str) -> list[dict[str, str]] | None:
+    """Rows of a CSV (None when it does not parse or rows have different lengths)."""
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error:
+        return None
+    if not rows or any(len(row) != len(rows[0]) for row in rows):
+        return None
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def _csv_text(source: Path | None, outcome: Outcome) -> str | None:
+    if source is None:
+        return outcome.stdout[outcome.stdout.find("path,") :] if "path," in outcome.stdout else None
+    if not source.is_file():
+        return None
+    return source.read_bytes().decode("utf-8", "surrogateescape")
+
+
+def _nan_scores(rows: list[dict[str, str]]) -> list[str]:
+    bad = []
+    for row in rows:
+        for key, value in row.items():
+            if key.endswith("score") and value and not math.isfinite(float(value)):
+                bad.append(f"{key}={value}")
+    return bad
+
+
+def folder_csv(out: Path | None, classified: set[str], refused: set[str]) -> Check:
+    """For an exit 0/3 folder run: a complete CSV (``out``, or stdout when None) without NaN scores,
+    where every name in ``classified`` has a class and no name in ``refused`` has one."""
+
+    def check(outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.code not in (0, 3):
+            return None
+        text = _csv_text(out, outcome)
+        rows = read_csv_rows(text) if text is not None else None
+        if rows is None:
+            return ("lost", f"CSV missing or incomplete: {out or 'stdout'}")
+        nan = _nan_scores(rows)
+        if nan:
+            return ("wrong", f"non-finite score {nan[0]}")
+        named = {Path(row.get("path", "")).name: row.get("class", "") for row in rows}
+        missing = sorted(name for name in classified if not named.get(name))
+        if missing:
+            return ("wrong", f"valid tile not classified: {missing[0]!r}")
+        taken = sorted(name for name in refused if named.get(name))
+        if taken:
+            return ("wrong", f"undecodable file classified: {taken[0]!r}")
+        return None
+
+    return check
+
+
+def folder_rows(out: Path, n_files: int) -> Check:
+    """Exit 0/3: the CSV has exactly one row per file in the folder (names written losslessly)."""
+
+    def check(outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.code not in (0, 3):
+            return None
+        text = _csv_text(out, outcome)
+        rows = read_csv_rows(text) if text is not None else None
+        if rows is None:
+            return ("lost", f"CSV missing or incomplete: {out}")
+        if len(rows) != n_files:
+            return ("wrong", f"{len(rows)} CSV rows for {n_files} files")
+        return None
+
+    return check
+
+
+def previous_kept(paths: list[Path]) -> Check:
+    """Outputs that held :data:`PREVIOUS` before the run: a failed run (exit 2) leaves them as they were."""
+
+    def check(outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.code in (0, 3):
+            return None
+        for path in paths:
+            if not path.is_file() or path.read_bytes() != PREVIOUS:
+                return ("lost", f"previous output destroyed by a failed run: {path.name}")
+        return None
+
+    return check
+
+
+def outputs_complete(csv_path: Path, map_path: Path) -> Check:
+    """A successful scene run (exit 0): the class map and a complete tile CSV without NaN scores."""
+
+    def check(outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.code != 0:
+            return None
+        if not map_path.is_file() or map_path.read_bytes() == PREVIOUS:
+            return ("lost", f"exit 0 but no new class map: {map_path.name}")
+        text = csv_path.read_text(encoding="utf-8") if csv_path.is_file() else None
+        rows = read_csv_rows(text) if text is not None else None
+        if not rows:
+            return ("lost", f"exit 0 but tile CSV missing, empty or incomplete: {csv_path.name}")
+        nan = _nan_scores(rows)
+        return ("wrong", f"non-finite score {nan[0]}") if nan else None
+
+    return check
+
+
+def no_temp_files(folder: Path) -> Check:
+    """No temporary or partial file left in ``folder`` after the run, whatever its exit code."""
+
+    def check(_outcome: Outcome) -> tuple[str, str] | None:
+        if not folder.is_dir():
+            return None
+        left = sorted(p.name for p in folder.iterdir() if p.name.endswith(TEMP_MARKERS))
+        return ("lost", f"temporary file left: {left[0]}") if left else None
+
+    return check
+
+
+def marker_absent(marker: Path) -> Check:
+    """The file a malicious pickle would create does not exist: no code ran."""
+
+    def check(_outcome: Outcome) -> tuple[str, str] | None:
+        return ("wrong", f"code from a pickle ran (created {marker.name})") if marker.exists() else None
+
+    return check
+
+
+def error_names(flag: str, value: str) -> Check:
+    """Exit 2: the error line names the flag under test (or its value), so the case was refused for
+    the reason it tests and not for another one."""
+    names = {flag, flag.lstrip("-"), flag.lstrip("-").replace("-", "_")}
+
+    def check(outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.code != 2:
+            return None
+        line = next((x for x in outcome.stderr.splitlines() if ": error:" in x), "")
+        shown = [value, str(Path(value).parent)] if "/" in value else [value]  # a path or its folder
+        if any(name and name in line for name in names) or any(v and v in line for v in shown):
+            return None
+        return ("wrong", f"refused, but the error names neither {flag} nor {value!r}")
+
+    return check
+
+
+def stderr_mentions(text: str) -> Check:
+    """Exit 0 with a warning that names ``text`` (e.g. a capped thread count)."""
+
+    def check(outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.code == 0 and text not in outcome.stderr:
+            return ("wrong", f"exit 0 without a warning about {text}")
+        return None
+
+    return check

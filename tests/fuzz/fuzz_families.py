@@ -1,0 +1,99 @@
+"""The registry of fuzz families: name -> (generator, fast CI count). ``make_case(family, seed, world)``
+rebuilds any case exactly from its (family, seed): the generator draws from ``default_rng(seed)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from fuzz_cases_artifacts import HEAD_CASES, checkpoint_case, head_bomb, head_tamper, model_tamper
+from fuzz_cases_files import (
+    SCENE_BOMBS,
+    TILE_BOMBS,
+    scene_bomb,
+    scene_case,
+    scene_damaged,
+    scene_expected_classes,
+    scene_mode,
+    tile_bomb,
+    tile_damaged,
+    tile_mode,
+    tile_name,
+    tile_random,
+)
+from fuzz_cases_flags import compare_flags, demo_flags, export_flags, infer_flags, train_flags
+from fuzz_checks import folder_csv
+from fuzz_harness import Case
+from fuzz_world import World, fresh_copy
+from runtime_fixtures import NAMES
+
+Generator = Callable[[World, np.random.Generator, int], Case]
+
+
+def valid_inputs(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """Sanity cases that must succeed (exit 0) with the right result: they keep the checks honest."""
+    work = world.scratch("valid")
+    kind = seed % 5
+    if kind == 0:
+        tiles = work / "tiles"
+        tiles.mkdir()
+        for label in range(4):
+            (tiles / f"{NAMES[label]}.png").write_bytes(world.valid_tile(label))
+        for path in world.real_tiles[:8]:
+            fresh_copy(path, tiles / path.name)
+        out = work / "predictions.csv"
+        argv = ["--model", str(world.model), str(tiles), "--out", str(out), "--quiet"]
+        names = {f"{NAMES[label]}.png" for label in range(4)}
+        return Case(
+            "valid", seed, "infer", argv, "ok", [folder_csv(out, names, set())], note="tiles", workdir=work
+        )
+    if kind in (1, 2):
+        scene = fresh_copy(world.scene if kind == 1 or not world.real_scenes else world.real_scenes[0],
+                           work / "scene.tif")  # fmt: skip
+        case = scene_case(world, "valid", seed, scene, "ok", f"scene {scene.name}")
+        if kind == 1:
+            csv = work / "out" / "map.csv"
+            case.checks.append(scene_expected_classes({(0, 0): NAMES[0], (3, 3): NAMES[3]}, csv))
+        return case
+    if kind == 3:
+        argv = [
+            "--run",
+            str(world.run),
+            str(work / "model.onnx"),
+            "--no-progress",
+            "--parity-images",
+            "4",
+            "--no-svm",
+        ]
+        return Case("valid", seed, "export", argv, "ok", note="export the tiny run", workdir=work)
+    argv = [str(world.run), "--out", str(work / "report")]
+    return Case("valid", seed, "compare", argv, "ok", note="compare the tiny run", workdir=work)
+
+
+# family -> (generator, number of cases at the fast CI size, needs the training run)
+FAMILIES: dict[str, tuple[Generator, int, bool]] = {
+    "valid": (valid_inputs, 5, True),
+    "tile-random": (tile_random, 20, False),
+    "tile-damaged": (tile_damaged, 50, False),
+    "tile-mode": (tile_mode, 25, False),
+    "tile-name": (tile_name, 15, False),
+    "tile-bomb": (tile_bomb, len(TILE_BOMBS), False),
+    "scene-damaged": (scene_damaged, 24, False),
+    "scene-mode": (scene_mode, 9, False),
+    "scene-bomb": (scene_bomb, len(SCENE_BOMBS), False),
+    "head-tamper": (head_tamper, HEAD_CASES, False),
+    "head-bomb": (head_bomb, 2, False),
+    "model-tamper": (model_tamper, 18, False),
+    "checkpoint": (checkpoint_case, 8, True),
+    "flags-train": (train_flags, 32, True),
+    "flags-export": (export_flags, 12, True),
+    "flags-infer": (infer_flags, 16, False),
+    "flags-compare": (compare_flags, 4, True),
+    "flags-demo": (demo_flags, 3, False),
+}
+
+
+def make_case(family: str, seed: int, world: World) -> Case:
+    """The case (family, seed): the same files and command line every time."""
+    generator = FAMILIES[family][0]
+    return generator(world, np.random.default_rng([seed, sum(map(ord, family))]), seed)
