@@ -73,7 +73,7 @@ class Progress:
         """Whether to draw now: by time on a terminal (or with no total), by steps of the total in logs."""
         if self.tty or not self.total:
             return now - self._last >= (self.interval if self.tty else self.log_interval)
-        steps = int(self.done / self.total / self.log_step) if self.log_step > 0 else 0
+        steps = self.done * round(1 / self.log_step) // self.total if self.log_step > 0 else 0
         if steps > self._logged_steps and self.done < self.total:
             self._logged_steps = steps
             return True

@@ -168,22 +168,3 @@ def test_without_rasterio_geotiff_needs_the_geo_extra(tmp_path, clf, monkeypatch
     np.testing.assert_array_equal(result.class_map, np.where(LABELS < 0, SKIPPED, LABELS))
     with pytest.raises(SceneError, match=r'pip install "rfmml\[geo\]"'):
         write_class_map(result, tmp_path / "map.tif")
-
-
-def test_progress_line_reports_rate():
-    import io
-
-    from rfmml.runtime.progress import Progress
-
-    stream = io.StringIO()
-    progress = Progress(total=10, label="classifying", stream=stream, log_interval=0.0)
-    progress.update(4)
-    progress.close()
-    lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("classifying 4/10 tiles (40%)") and "tiles/s" in lines[0]
-    assert lines[-1].startswith("classifying 4/10 tiles")
-    silent = io.StringIO()
-    quiet = Progress(total=3, stream=silent, enabled=False)
-    quiet.update(3)
-    quiet.close()
-    assert silent.getvalue() == ""
