@@ -74,7 +74,7 @@ def read_npz(
         raise
     except zipfile.BadZipFile as error:
         if _starts_with(path, NPY_MAGIC):
-            raise ArtifactError(f"{path}: not {what} (a single array, not an .npz archive)") from None
+            raise ArtifactError(f"{path}: not a valid {what} (a single array, not an .npz archive)") from None
         raise ArtifactError(f"{path}: not a readable {what} ({error})") from None
     except _READ_ERRORS as error:
         raise ArtifactError(f"{path}: not a readable {what} ({type(error).__name__}: {error})") from None
@@ -89,7 +89,7 @@ def _members(
         key = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else None
         if key is None or key not in allowed_keys:
             raise ArtifactError(
-                f"{path}: unexpected member {info.filename!r} (not {what}; known keys: "
+                f"{path}: unexpected member {info.filename!r} (a valid {what} holds only "
                 f"{', '.join(sorted(allowed_keys))})"
             )
         if key in members:
