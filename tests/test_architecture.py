@@ -25,6 +25,7 @@ RUNTIME_LEAVES = {
     "atomic_files",
     "imageio",
     "artifact",
+    "safe_npz",
     "heads",
     "progress",
 }
