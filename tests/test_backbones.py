@@ -297,3 +297,60 @@ def test_imagenet_features_beat_random_init_on_eurosat(eurosat_root, lite0_image
     print(f"nearest-prototype accuracy: ImageNet {imagenet:.3f}, random init {scratch:.3f}")
     assert imagenet >= scratch + 0.25, (imagenet, scratch)
     assert imagenet >= 0.65, imagenet
+
+
+# --- through rfmml-train (issue 9: bad --weights / --init are one line, exit 2) ----------------------
+
+TINY_RUN = ["--image-size", "32", "--ret-episodes", "2", "--acf-episodes", "2", "--val-every", "2"]
+TINY_RUN += ["--no-progress", "--svm-c", "1"]
+
+
+def _train(args: list[str], capsys) -> tuple[int, str]:
+    from rfmml.trainer.cli import main
+
+    code = main(args)
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (torch.zeros(3), "holds a Tensor, not a state dict"),
+        ([torch.zeros(3)], "holds a list, not a state dict"),
+    ],
+)
+def test_train_with_a_weights_file_that_is_not_a_state_dict(tmp_path, capsys, content, expected):
+    weights = _torch_file(tmp_path, "w.pt", content)
+    code, err = _train(
+        ["--out", str(tmp_path / "run"), "--backbone", "resnet18", "--weights", str(weights)], capsys
+    )
+    last = err.splitlines()[-1]
+    assert code == 2 and last.startswith("rfmml-train: error: ") and expected in last, err
+    assert "Traceback" not in err
+
+
+def test_train_from_imagenet_lite0_then_init_and_reload(tmp_path, capsys):
+    """The offline-pretrained backbone trains, its run reloads, and --init / --weights take its best.pt."""
+    from rfmml.trainer.run import load_run
+
+    out = tmp_path / "lite0"
+    code, err = _train(
+        ["--out", str(out), "--backbone", "efficientnet_lite0", "--pretrained", *TINY_RUN], capsys
+    )
+    assert code == 0, err
+    run = load_run(out)
+    assert run.model.backbone_name == "efficientnet_lite0" and run.model.embedding_dim == 1280
+    from_best = build_embedding_net("efficientnet_lite0", weights=out / "best.pt")  # rfmml checkpoint naming
+    images = _images(2, 32)
+    assert np.array_equal(_embed(from_best, images), _embed(run.model, images))
+
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    for name in ("config.json", "split.json"):
+        shutil.copy(out / name, torn / name)
+    (torn / "best.pt").write_bytes((out / "best.pt").read_bytes()[:5000])
+    code, err = _train(
+        ["--out", str(tmp_path / "next"), "--backbone", "efficientnet_lite0", "--init", str(torn)], capsys
+    )
+    last = err.splitlines()[-1]
+    assert code == 2 and "not a loadable weights file" in last and "best.pt" in last, err
