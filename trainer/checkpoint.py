@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from rfmml.runtime.artifact import atomic_write
+from rfmml.runtime.atomic_files import atomic_write
 from rfmml.runtime.errors import CheckpointError
 from rfmml.trainer.run_folder import writing
 

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 
 from rfmml.runtime.errors import InputError
+from rfmml.runtime.heads import proto_logits
 from rfmml.trainer.augment import Augmenter
 from rfmml.trainer.engine import Phase, StepResult, TrainSetup
 from rfmml.trainer.episode import episode_loss
-from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes, proto_scores
+from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes
 from rfmml.trainer.sampler import EpisodeSampler, EpisodeSpec, acf_spec, ret_spec
 
 PhasePlan = Callable[[TrainSetup, int], "tuple[Phase, EpisodeSpec] | None"]
@@ -175,13 +176,14 @@ class EpisodicMethod:
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
-        """Proto-head accuracy on the validation part, prototypes from ALL training images."""
+        """Proto-head accuracy on the validation part, prototypes from ALL training images, scored by
+        the runtime's Proto scorer (what inference computes)."""
         data, config, device = self.setup.data, self.setup.config, self.setup.device
         n_classes = len(data.classes)
         train_emb = embed(self.model, data.train_images, config.batch_size, device)
         prototypes = fit_prototypes(train_emb, data.train_labels.cpu(), n_classes)
         val_emb = embed(self.model, data.val_images, config.batch_size, device)
-        pred = proto_scores(val_emb, prototypes, config.distance).argmax(1)
+        pred = proto_logits(val_emb.numpy(), prototypes, config.distance).argmax(1)
         return accuracy_report(pred, data.val_labels.cpu(), data.classes, data.majority)
 
     def rng_state(self) -> dict[str, torch.Tensor]:

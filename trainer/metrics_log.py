@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rfmml.runtime.artifact import atomic_write_bytes
+from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.runtime.errors import CheckpointError
 from rfmml.trainer.run_folder import writing
 

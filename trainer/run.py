@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from rfmml.runtime.artifact import atomic_write_bytes
+from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.trainer.checkpoint import Checkpoint, CheckpointError
-from rfmml.trainer.config import TrainConfig, resolve_defaults, validate
+from rfmml.trainer.config import TrainConfig, read_config, resolve_defaults, validate
 from rfmml.trainer.data import conversion_message, default_cache_dir, load_part
 from rfmml.trainer.engine import Engine, Method, TrainData, TrainSetup
 from rfmml.trainer.errors import InputError
@@ -227,16 +227,6 @@ def _evaluate(
         atomic_write_bytes(run_dir / "eval.json", (json.dumps(result, indent=1) + "\n").encode())
     say(summary_table(result, split.minority))
     return result
-
-
-def read_config(run_dir: str | Path) -> TrainConfig:
-    path = Path(run_dir) / "config.json"
-    try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise InputError(f"{run_dir}: not a run folder (no config.json)") from None
-    except (ValueError, TypeError) as error:
-        raise InputError(f"{path}: unreadable config ({error})") from None
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best.pt") -> LoadedRun:

@@ -20,7 +20,7 @@ from rfmml.runtime.errors import InputError
 
 LOCK_NAME = ".lock"
 # The files a run writes; atomic writes fill ``.<name>.<random>.tmp`` beside them first
-# (rfmml.runtime.artifact.atomic_write), which a kill leaves behind.
+# (rfmml.runtime.atomic_files.atomic_write), which a kill leaves behind.
 RUN_FILES = ("config.json", "split.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json")
 
 

@@ -1,0 +1,256 @@
+"""Training recovery (issue 9): one process per run folder, kill -9 and torn logs, full disks, NaN
+losses, stale temp files. Tiny synthetic runs (conv4 at 16 px, a few dozen episodes)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rfmml.trainer import checkpoint as checkpoint_module
+from rfmml.trainer import episodic
+from rfmml.trainer.checkpoint import Checkpoint
+from rfmml.trainer.cli import main
+
+TINY = ["--image-size", "16", "--ret-episodes", "20", "--acf-episodes", "10", "--val-every", "5"]
+TINY += ["--log-every", "1", "--no-progress", "--svm-c", "1", "--no-cache"]
+TRAIN = "import sys\nfrom rfmml.trainer.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+HOLD_LOCK = (
+    "import sys, time\n"
+    "from rfmml.trainer.run_folder import RunFolder\n"
+    "with RunFolder(sys.argv[1], say=lambda _: None):\n"
+    "    print('locked', flush=True)\n"
+    "    time.sleep(120)\n"
+)
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def _eval(run_dir: Path) -> dict:
+    return json.loads((run_dir / "eval.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted tiny run every recovery is compared with."""
+    out = tmp_path_factory.mktemp("full") / "run"
+    assert main([*TINY, "--out", str(out)]) == 0
+    return out
+
+
+def _interrupted_run(out: Path, monkeypatch: pytest.MonkeyPatch, after: int) -> None:
+    """The tiny run, stopped by Ctrl-C right after its ``after``-th checkpoint."""
+    from rfmml.trainer import engine
+
+    original = engine.Engine.validate_and_save
+    calls = {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == after:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.Engine, "validate_and_save", interrupting)
+        assert main([*TINY, "--out", str(out)]) == 130
+
+
+@pytest.fixture()
+def lock_holder(tmp_path: Path):
+    """Start a second process that holds the lock of tmp_path/run; yield (run folder, its pid)."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        yield run, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_second_writer_is_refused_and_writes_nothing(lock_holder, capsys) -> None:
+    run, proc = lock_holder
+    assert main([*TINY, "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rfmml-train: error: {run} is in use by another rfmml-train (pid {proc.pid})"
+    assert [p.name for p in run.iterdir()] == [".lock"]  # the holder's lock file, nothing else
+    proc.send_signal(signal.SIGKILL)  # a crashed holder: its lock file stays, its lock dies with it
+    proc.wait()
+    assert (run / ".lock").exists()
+    assert main([*TINY, "--out", str(run)]) == 0
+    assert (run / "eval.json").exists()
+
+
+def test_resume_of_a_folder_in_use_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    run = tmp_path / "run"
+    _interrupted_run(run, monkeypatch, after=2)
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        capsys.readouterr()
+        assert main(["--resume", str(run), "--no-progress"]) == 2
+        assert f"is in use by another rfmml-train (pid {proc.pid})" in capsys.readouterr().err
+    finally:
+        proc.kill()
+        proc.wait()
+    after = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    assert {k: v for k, v in after.items() if k != ".lock"} == {
+        k: v for k, v in before.items() if k != ".lock"
+    }
+
+
+def test_bad_input_after_the_lock_leaves_no_folder(tmp_path, capsys) -> None:
+    out = tmp_path / "new" / "run"
+    assert main(["--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("rfmml-train: error: ")
+    assert not (tmp_path / "new").exists()  # the folders the run made are gone with its lock file
+
+
+def test_kill_9_mid_run_then_resume_equals_uninterrupted(full_run, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TRAIN, *TINY, "--out", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if (run / "eval.json").exists():
+        pytest.skip("the run finished before the kill (machine too fast for this test)")
+    assert main(["--resume", str(run), "--no-progress"]) == 0
+    assert _metrics(run) == _metrics(full_run)
+    assert _eval(run) == _eval(full_run)
+
+
+def test_torn_metrics_line_does_not_block_resume(full_run, tmp_path, monkeypatch, capsys) -> None:
+    run = tmp_path / "run"
+    _interrupted_run(run, monkeypatch, after=2)
+    with open(run / "metrics.jsonl", "a") as handle:  # power loss in mid-append
+        handle.write('{"kind": "episode", "phase": "ret", "epis')
+    capsys.readouterr()
+    assert main(["--resume", str(run), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"rfmml-train: warning: {run / 'metrics.jsonl'}: dropped an incomplete last line" in err
+    assert _metrics(run) == _metrics(full_run)
+    assert _eval(run) == _eval(full_run)
+
+
+def test_damaged_metrics_line_is_one_line_error(tmp_path, monkeypatch, capsys) -> None:
+    run = tmp_path / "run"
+    _interrupted_run(run, monkeypatch, after=1)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(["garbage", *lines]) + "\n")
+    capsys.readouterr()
+    assert main(["--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rfmml-train: error: {run / 'metrics.jsonl'}:1: not a metrics record")
+
+
+def test_full_disk_while_writing_last_pt(full_run, tmp_path, monkeypatch, capsys) -> None:
+    run = tmp_path / "run"
+    real_save = torch.save
+    writes = {"last": 0}
+
+    def save(obj, handle):
+        if obj["phase"] != "none" and obj["optimizer"] is not None:  # last.pt (best.pt has none)
+            writes["last"] += 1
+            if writes["last"] == 3:
+                handle.write(b"half a checkpoint")
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, handle)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", save)
+    assert main([*TINY, "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rfmml-train: error: no space left on device while writing {run / 'last.pt'}"
+    kept = Checkpoint.load(run / "last.pt")  # the previous checkpoint, whole
+    assert (kept.phase, kept.step) == ("ret", 10)
+    assert not list(run.glob(".*.tmp"))
+    monkeypatch.setattr(checkpoint_module.torch, "save", real_save)
+    assert main(["--resume", str(run), "--no-progress"]) == 0
+    assert _metrics(run) == _metrics(full_run)
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_best(tmp_path, monkeypatch, capsys) -> None:
+    real_loss = episodic.episode_loss
+    calls = {"n": 0}
+
+    def loss_going_nan(*args, **kwargs):
+        loss, acc = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] >= 7 else loss), acc
+
+    monkeypatch.setattr(episodic, "episode_loss", loss_going_nan)
+    run = tmp_path / "run"
+    assert main([*TINY, "--ret-lr", "0.001", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rfmml-train: error: loss became nan at ret episode 7; lower --ret-lr (now 0.001)")
+    assert "best.pt keeps ret episode 5" in err and "\n" not in err
+    best = Checkpoint.load(run / "best.pt")
+    assert (best.phase, best.step) == ("ret", 5)
+    assert all(torch.isfinite(t).all() for t in best.model.values() if t.is_floating_point())
+    assert not (run / "eval.json").exists()
+    records = _metrics(run)
+    assert max(r["episode"] for r in records) == 6  # nothing logged from the NaN on
+
+
+def test_stale_temp_files_are_removed_on_resume(full_run, tmp_path, monkeypatch, capsys) -> None:
+    run = tmp_path / "run"
+    _interrupted_run(run, monkeypatch, after=2)
+    stale = [run / ".last.pt.k3j4h5.tmp", run / ".best.pt.x1y2z3.tmp", run / ".eval.json.abc123.tmp"]
+    foreign = [run / ".model.onnx.123.partial", run / "notes.txt"]
+    for path in stale + foreign:
+        path.write_bytes(b"left by a kill")
+    capsys.readouterr()
+    assert main(["--resume", str(run), "--no-progress"]) == 0
+    assert "removed 3 temporary file(s)" in capsys.readouterr().out
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in foreign)
+    assert _metrics(run) == _metrics(full_run)
+
+
+def test_checkpoint_layout_round_trip_and_old_format(full_run, tmp_path) -> None:
+    state = torch.load(full_run / "last.pt", map_location="cpu", weights_only=True)
+    documented = {
+        "format", "code_version", "backbone", "config", "model", "method_modules", "optimizer", "phase",
+        "phase_index", "unit", "step", "rng", "best_val", "elapsed",
+    }  # fmt: skip
+    assert set(state) == documented
+    assert (state["phase"], state["unit"], state["step"], state["method_modules"]) == (
+        "acf",
+        "episode",
+        10,
+        {},
+    )
+    assert Checkpoint.from_state(state).to_state().keys() == state.keys()
+    best = torch.load(full_run / "best.pt", map_location="cpu", weights_only=True)
+    assert set(best) == documented and best["optimizer"] is None
+    old = dict(state, format=1)
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(checkpoint_module.CheckpointError, match="retrain or use that version"):
+        Checkpoint.load(tmp_path / "old.pt")
+
+
+def test_lock_file_names_the_holder(tmp_path) -> None:
+    from rfmml.trainer.run_folder import RunFolder
+
+    with RunFolder(tmp_path / "run", say=lambda _: None) as folder:
+        assert folder.lock_path.read_text() == f"{os.getpid()}\n"
+        (tmp_path / "run" / "config.json").write_text("{}")
+    assert (tmp_path / "run" / ".lock").exists()  # kept: removing it could let two claimers in
