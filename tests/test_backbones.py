@@ -354,3 +354,19 @@ def test_train_from_imagenet_lite0_then_init_and_reload(tmp_path, capsys):
     )
     last = err.splitlines()[-1]
     assert code == 2 and "not a loadable weights file" in last and "best.pt" in last, err
+
+
+@pytest.mark.parametrize("model_name", ["convnext_atto", "vit_tiny_patch16_224"])
+def test_timm_files_with_a_nested_classifier_load(tmp_path, model_name):
+    """timm keeps some classifiers under ``head.fc`` or ``head``: left out by timm's own classifier name."""
+    import timm
+
+    torch.manual_seed(2)
+    full = timm.create_model(model_name, pretrained=False)  # 1000-class classifier included
+    file = _torch_file(tmp_path, "full.pt", full.state_dict())
+    loaded = build_embedding_net(f"timm:{model_name}", weights=file)
+    full.reset_classifier(0)
+    images = _images(2, 224 if "vit" in model_name else 32)
+    with torch.inference_mode():
+        expected = full.eval()(loaded.preprocess(images)).numpy()
+    assert np.array_equal(_embed(loaded, images), expected)

@@ -98,7 +98,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def _normalise_names(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict:
+def classifier_modules(model: nn.Module) -> tuple[str, ...]:
+    """Module paths whose tensors are an ImageNet classifier: the usual names and timm's own for ``model``."""
+    named = getattr(model, "pretrained_cfg", None) or {}
+    own = named.get("classifier") or ()
+    return (*CLASSIFIER_MODULES, *((own,) if isinstance(own, str) else own))
+
+
+def _normalise_names(
+    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], classifiers: tuple[str, ...]
+) -> dict:
     """Source tensors renamed (prefixes dropped) without counters, rfmml buffers and a foreign classifier."""
     out = {}
     for key, value in source.items():
@@ -106,7 +115,7 @@ def _normalise_names(source: Mapping[str, torch.Tensor], target: Mapping[str, to
             key = key.removeprefix(prefix)
         if key.endswith(COUNTER_SUFFIX) or key.startswith("preprocess."):
             continue
-        if key not in target and key.split(".", 1)[0] in CLASSIFIER_MODULES:
+        if key not in target and any(key.startswith(f"{name}.") for name in classifiers):
             continue
         out[key] = value
     return out
@@ -149,7 +158,7 @@ def fit_state_dict(
     many tensors are missing or of another shape, and the first of them.
     """
     target = {k: v for k, v in model.state_dict().items() if not k.endswith(COUNTER_SUFFIX)}
-    named = _normalise_names(source, target)
+    named = _normalise_names(source, target, classifier_modules(model))
     matched, mismatch = _by_name(named, target)
     if matched is None:
         matched = _in_order(named, target)
