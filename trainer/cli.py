@@ -32,6 +32,7 @@ Examples:
   rfmml-train --data ~/AID --split runs/aid-s10/split.json --seed 2 --out runs/aid-s10-seed2
   rfmml-train --resume runs/aid-s10
 """
+HELP_COLUMN_MAX = 30  # a longer flag puts its help on the next line
 METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 COMMAND_LINE = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 
@@ -61,10 +62,12 @@ class SectionedCommand(click.Command):
             record = param.get_help_record(ctx)
             if record is not None:
                 rows[getattr(param, "section", RUN)].append(record)
+        # one column width for every section, so that the sections line up
+        width = min(max(len(term) for records in rows.values() for term, _ in records), HELP_COLUMN_MAX)
         for title, records in rows.items():
             if records:
                 with formatter.section(title):
-                    formatter.write_dl(records)
+                    formatter.write_dl([(term.ljust(width), text) for term, text in records], col_max=width)
 
 
 def _shown(value: Any) -> str:

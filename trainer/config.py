@@ -185,8 +185,8 @@ class TrainConfig:
     # model
     backbone: str | None = setting(
         None,
-        help="Embedding network: conv4, resnet18, resnet50, wide_resnet50_2, efficientnet_lite0 (see "
-        "rfmml.trainer.models.BACKBONES) or timm:<name> for any timm model.",
+        help="Embedding network, e.g. conv4, resnet18, efficientnet_lite0, wide_resnet50_2, or timm:<name> "
+        "for any timm model (a wrong name lists them all).",
         section=MODEL,
         type=BackboneName(),
         metavar="NAME",
