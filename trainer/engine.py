@@ -214,7 +214,12 @@ class Engine:
         if bad is None:
             return
         self.progress.close()
-        kept = f"best.pt keeps {self.best_at}" if self.best_at else "no best.pt yet (no validation before)"
+        if self.best_at:
+            kept = f"best.pt keeps {self.best_at}"
+        elif (self.run_dir / "best.pt").exists():  # written before a resume
+            kept = "best.pt keeps the best weights before the resume"
+        else:
+            kept = "no best.pt yet (no validation before)"
         raise TrainingDiverged(
             f"loss became {bad[1]} at {phase.name} {phase.unit} {bad[0]}; lower {phase.lr_flag} "
             f"(now {phase.lr:g}) and train again; {kept}"

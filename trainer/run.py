@@ -105,7 +105,7 @@ def _load_parts(split: Split, config: TrainConfig, say: Callable[[str], None]):
         say(f"loading {part}: {n} images at {config.image_size} px")
         parts[part] = load_part(split, part, config.image_size, cache, config.workers, conversions)
     if (message := conversion_message(conversions)) is not None:
-        print(f"rfmml-train: warning: {message}", file=sys.stderr)  # one line, every run
+        _warn(message)  # one line, every run
     return parts
 
 
@@ -131,21 +131,10 @@ def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str],
 def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Callable[[str], None]) -> dict:
     """The run, with the folder locked: data, method, training (the engine), evaluation."""
     run_dir = Path(config.out)
-    checkpoint = None
     if resume:
-        checkpoint = Checkpoint.load(run_dir / "last.pt", config.backbone)  # before decoding: fail fast
-        split = Split.load(run_dir / "split.json")
+        checkpoint, split = _resume_point(run_dir, config)
     else:
-        if (run_dir / "last.pt").exists():
-            raise InputError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
-        if shrunk:
-            say(
-                "no --data: training on the embedded synthetic aerial set (8 classes, 3 minority); defaults "
-                "shrunk to fit a CPU minute: "
-                + ", ".join(f"{k}={getattr(config, k)}" for k in shrunk)
-                + " (the paper: wide_resnet50_2, 224 px, 80,000 + 2,000 episodes, lr 5e-6 / 1e-6)"
-            )
-        split = prepare_split(config)
+        checkpoint, split = None, _new_run_split(run_dir, config, shrunk, say)
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -160,6 +149,32 @@ def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Calla
     say(method.describe())
     Engine(method, config, run_dir, device, _warn).run(checkpoint)
     return _evaluate(method, parts, split, config, device, say)
+
+
+def _resume_point(run_dir: Path, config: TrainConfig) -> tuple[Checkpoint, Split]:
+    """last.pt and split.json of the run to resume (read before decoding: a bad one fails fast)."""
+    if not (run_dir / "last.pt").exists():
+        raise InputError(
+            f"{run_dir} has no last.pt to resume from (stopped before its first checkpoint); "
+            f"start it again with --out {run_dir}"
+        )
+    return Checkpoint.load(run_dir / "last.pt", config.backbone), Split.load(run_dir / "split.json")
+
+
+def _new_run_split(
+    run_dir: Path, config: TrainConfig, shrunk: list[str], say: Callable[[str], None]
+) -> Split:
+    """The split of a new run in ``run_dir`` (which must not hold a run yet)."""
+    if (run_dir / "last.pt").exists():
+        raise InputError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+    if shrunk:
+        say(
+            "no --data: training on the embedded synthetic aerial set (8 classes, 3 minority); defaults "
+            "shrunk to fit a CPU minute: "
+            + ", ".join(f"{k}={getattr(config, k)}" for k in shrunk)
+            + " (the paper: wide_resnet50_2, 224 px, 80,000 + 2,000 episodes, lr 5e-6 / 1e-6)"
+        )
+    return prepare_split(config)
 
 
 def _warn(message: str) -> None:
