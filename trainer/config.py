@@ -113,9 +113,8 @@ FILE = click.Path(dir_okay=False)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a training run; each field's help says what it means (``rfmml-train --help``)."""
+    """Every setting of a training run, in the order and sections of ``rfmml-train --help``."""
 
-    # run
     out: str = setting(help="Run folder to create.", section=RUN, type=RUN_FOLDER, metavar="RUN")
     data: str | None = setting(
         None,
@@ -133,7 +132,13 @@ class TrainConfig:
         type=click.Choice(METHODS),
         metavar="METHOD",
     )
-    # split / imbalance protocol
+    seed: int = setting(
+        0,
+        help="Seeds the split, the initial weights and the episodes.",
+        section=RUN,
+        type=click.IntRange(0, SEED_MAX),
+    )
+    augment: bool = setting(True, help="Random flips and 90-degree rotations (every method).", section=RUN)
     split: str | None = setting(
         None, help="Reuse a split.json (then no other split flag).", section=SPLIT, type=FILE, metavar="FILE"
     )
@@ -176,13 +181,6 @@ class TrainConfig:
         section=SPLIT,
         type=INT_2_UP,  # below 2 no class is minority and N_max would be < 2
     )
-    seed: int = setting(
-        0,
-        help="Seeds the split, the initial weights and the episodes.",
-        section=RUN,
-        type=click.IntRange(0, SEED_MAX),
-    )
-    # model
     backbone: str | None = setting(
         None,
         help="Embedding network, e.g. conv4, resnet18, efficientnet_lite0, wide_resnet50_2, or timm:<name> "
@@ -197,6 +195,13 @@ class TrainConfig:
     weights: str | None = setting(
         None, help="Backbone state-dict file.", section=MODEL, type=FILE, metavar="FILE"
     )
+    init: str | None = setting(
+        None,
+        help="Start the backbone from this run's best.pt.",
+        section=MODEL,
+        type=RUN_FOLDER,
+        metavar="RUN",
+    )
     image_size: int | None = setting(
         None, help="Square input size in pixels.", section=MODEL, type=click.IntRange(8, IMAGE_SIZE_MAX)
     )
@@ -206,10 +211,6 @@ class TrainConfig:
         section=MODEL,
         type=click.Choice(DISTANCES),
     )
-    device: str = setting(
-        "auto", help="Training device.", section=PLUMBING, type=click.Choice(DEVICES), resume=True
-    )
-    # episodes and optimisation
     ret_episodes: int | None = setting(
         None, help="RET episodes (majority classes).", section=EPISODIC, type=EPISODE_COUNT
     )
@@ -228,7 +229,6 @@ class TrainConfig:
     )
     ret_lr: float | None = setting(None, help="RET Adam learning rate.", section=EPISODIC, type=POSITIVE)
     acf_lr: float | None = setting(None, help="ACF Adam learning rate.", section=EPISODIC, type=POSITIVE)
-    augment: bool = setting(True, help="Random flips and 90-degree rotations (every method).", section=RUN)
     val_every: int | None = setting(
         None,
         help="Validate (keeping the best weights) every this many episodes.",
@@ -238,7 +238,6 @@ class TrainConfig:
     log_every: int | None = setting(
         None, help="Log every this many episodes.", section=EPISODIC, type=EVERY_EPISODES
     )
-    # cross-entropy baselines (--method plain|reweight|resample|logit-adjust)
     epochs: int | None = setting(None, help="Epochs.", section=CROSS_ENTROPY, type=EVERY_EPOCHS)
     lr: float | None = setting(None, help="Adam learning rate.", section=CROSS_ENTROPY, type=POSITIVE)
     lr_step: int | None = setting(
@@ -254,14 +253,6 @@ class TrainConfig:
         section=CROSS_ENTROPY,
         type=FiniteFloat(min=0),
     )
-    init: str | None = setting(
-        None,
-        help="Start the backbone from this run's best.pt.",
-        section=MODEL,
-        type=RUN_FOLDER,
-        metavar="RUN",
-    )
-    # heads and evaluation
     svm_c: tuple[float, ...] = setting(
         (0.01, 0.1, 1.0, 10.0),
         help="SVM C grid (repeatable), chosen on validation.",
@@ -275,8 +266,10 @@ class TrainConfig:
         type=click.Choice(SVM_CLASS_WEIGHTS),
     )
     svm_l2_normalize: bool = setting(True, help="L2-normalise the embeddings before the SVM.", section=HEADS)
-    # plumbing
     batch_size: int = setting(256, help="Batch size for embedding (evaluation).", section=HEADS, type=BATCH)
+    device: str = setting(
+        "auto", help="Training device.", section=PLUMBING, type=click.Choice(DEVICES), resume=True
+    )
     workers: int = setting(
         0,
         help="Decode threads (0: one per CPU, at most 16).",
