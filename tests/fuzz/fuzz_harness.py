@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ class Case:
     memory: bool = False
     limit_s: float = 30.0
     note: str = ""
+    rss_budget_mib: float = RSS_BUDGET_MIB
     workdir: Path | None = None  # the case's scratch folder (removed after it ran, by long runs)
 
     @property
@@ -132,7 +134,8 @@ def run_in_process(case: Case) -> Outcome:
     start = time.perf_counter()
     code: int | None
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        # catch_warnings: every case warns afresh, as in a new process (no once-per-location memory)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
             try:
                 code = module.main(list(case.argv))
             except HangTimeout:
@@ -149,35 +152,53 @@ def run_in_process(case: Case) -> Outcome:
     return Outcome(code, out.getvalue(), err.getvalue(), time.perf_counter() - start)
 
 
+# The child reports its own high-water RSS (VmHWM of its address space after exec): the rusage of a
+# forked child also counts the parent's pages it shared before exec (this process: torch and all).
 _CHILD = """
 import resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-import importlib
-module = importlib.import_module(sys.argv[2])
-sys.exit(module.main(sys.argv[3:]))
+def report():
+    with open("/proc/self/status") as status, open(sys.argv[3], "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+try:
+    import importlib
+    code = importlib.import_module(sys.argv[2]).main(sys.argv[4:])
+finally:
+    report()
+sys.exit(code)
 """
 
 
 def run_in_subprocess(case: Case, memory_limit: int = MEMORY_LIMIT) -> Outcome:
-    """Run the case in a fresh interpreter under RLIMIT_AS; peak RSS from ``os.wait4`` of that child."""
+    """Run the case in a fresh interpreter under RLIMIT_AS; peak RSS as the child reports it (its
+    VmHWM), or from ``os.wait4`` when it could not report (killed)."""
     module = COMMANDS[case.command][0]
-    argv = [sys.executable, "-c", _CHILD, str(memory_limit), module, *case.argv]
-    env = {**os.environ, "PYTHONFAULTHANDLER": "0", "OMP_NUM_THREADS": "1"}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
-        status, usage = _wait(child, case.limit_s)
-        seconds = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode("utf-8", "replace")
-        stderr = err.read().decode("utf-8", "replace")
+    with tempfile.TemporaryDirectory() as folder:
+        rss_file = Path(folder) / "vmhwm"
+        argv = [sys.executable, "-c", _CHILD, str(memory_limit), module, str(rss_file), *case.argv]
+        out_path, err_path = Path(folder) / "stdout", Path(folder) / "stderr"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            start = time.perf_counter()
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": _child_path()}
+            child = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+            status, usage = _wait(child, case.limit_s)
+            seconds = time.perf_counter() - start
+        stdout = out_path.read_bytes().decode("utf-8", "replace")
+        stderr = err_path.read_bytes().decode("utf-8", "replace")
+        reported = rss_file.read_text().strip() if rss_file.is_file() else ""
     code: int | None = None
     if status is not None:
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + N
-    return Outcome(code, stdout, stderr, seconds, usage.ru_maxrss / 1024.0 if usage else None)
+    rss = int(reported) / 1024.0 if reported else (usage.ru_maxrss / 1024.0 if usage else None)
+    return Outcome(code, stdout, stderr, seconds, rss)
+
+
+def _child_path() -> str:
+    """PYTHONPATH of a child: this folder first (the harness's own test commands live here)."""
+    here = str(Path(__file__).resolve().parent)
+    return os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def _wait(child: subprocess.Popen, limit_s: float) -> tuple[int | None, resource.struct_rusage | None]:
@@ -203,10 +224,9 @@ def classify(case: Case, outcome: Outcome) -> Verdict:
         return Verdict(case, outcome, "crash", "traceback")
     if outcome.code not in CLEAN_CODES:
         return Verdict(case, outcome, "crash", f"exit {outcome.code}")
-    if outcome.peak_rss_mib is not None and outcome.peak_rss_mib > RSS_BUDGET_MIB:
-        return Verdict(
-            case, outcome, "crash", f"peak RSS {outcome.peak_rss_mib:.0f} MiB > {RSS_BUDGET_MIB:.0f}"
-        )
+    if outcome.peak_rss_mib is not None and outcome.peak_rss_mib > case.rss_budget_mib:
+        reason = f"peak RSS {outcome.peak_rss_mib:.0f} MiB > {case.rss_budget_mib:.0f}"
+        return Verdict(case, outcome, "crash", reason)
     errors = [line for line in outcome.stderr.splitlines() if line.startswith(f"{case.prog}: error:")]
     if outcome.code == 2 and len(errors) != 1:
         return Verdict(case, outcome, "crash", f"exit 2 with {len(errors)} error lines")
