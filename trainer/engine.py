@@ -173,11 +173,15 @@ class Engine:
         position, optimizer_state = (self.restore(resume), resume.optimizer) if resume else (Position(), None)
         self.log.truncate_after([p.name for p in phases], position.phase_index, position.step)
         self.start_time = time.perf_counter() - position.elapsed
-        for index in range(position.phase_index, len(phases)):
-            if index > position.phase_index:
-                position.phase_index, position.step = index, 0
-            self.run_phase(position, optimizer_state)
-            optimizer_state = None
+        try:
+            for index in range(position.phase_index, len(phases)):
+                if index > position.phase_index:
+                    position.phase_index, position.step = index, 0
+                self.run_phase(position, optimizer_state)
+                optimizer_state = None
+        except BaseException:  # Ctrl-C, a full disk, a NaN: the error goes on a line of its own
+            self.progress.abandon()
+            raise
         if not (self.run_dir / "best.pt").exists():  # no step at all: the initial weights are the best
             self.checkpoint(None, position, None).save(self.run_dir / "best.pt")
         return position
@@ -213,7 +217,6 @@ class Engine:
         bad = self.watch.first()
         if bad is None:
             return
-        self.progress.close()
         if self.best_at:
             kept = f"best.pt keeps {self.best_at}"
         elif (self.run_dir / "best.pt").exists():  # written before a resume

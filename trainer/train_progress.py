@@ -30,5 +30,11 @@ class TrainProgress(Progress):
         """Items per second since the phase (re)started."""
         return (self.done - self.initial) / self.elapsed if self.elapsed > 0 else 0.0
 
+    def abandon(self) -> None:
+        """End a half-drawn terminal line (the run stops with a message of its own)."""
+        if self.enabled and self.tty and self.total:
+            self.stream.write("\n")
+            self.stream.flush()
+
     def text(self) -> str:
         return f"{super().text()} {self.note}".rstrip()
