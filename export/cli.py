@@ -9,7 +9,6 @@ bad flag never load torch. Errors, exit codes and Ctrl-C are the shared shell's
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from rfmml.export.options import (
     ExportOptions,
 )
 from rfmml.runtime.cli_shell import entry_point, run_command
+from rfmml.trainer.config_fields import FiniteFloat  # click's FloatRange lets nan and inf through
 
 PROG = "rfmml-export"
 EXAMPLES = """
@@ -34,16 +34,6 @@ Examples:
   rfmml-export --run runs/aid-s10 model.onnx --checkpoint last.pt --no-svm
   rfmml-export --run runs/aid-s10 model.onnx --data /mnt/AID --force   # data folder moved
 """
-
-
-class FiniteFloatRange(click.FloatRange):
-    """``click.FloatRange`` that also refuses nan and +-inf (which a plain range lets through)."""
-
-    def convert(self, value, param, ctx) -> float:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
 
 
 def _checkpoint_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -82,7 +72,7 @@ def _checkpoint_name(_ctx: click.Context, _param: click.Parameter, value: str) -
     "--svm-c",
     "svm_c",
     multiple=True,
-    type=FiniteFloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True),
     help="Candidate C for the SVM (repeat); the best on validation is kept [default: the run's grid].",
 )
 @click.option(
@@ -106,14 +96,14 @@ def _checkpoint_name(_ctx: click.Context, _param: click.Parameter, value: str) -
     "--tolerance",
     default=DEFAULT_TOLERANCE,
     show_default=True,
-    type=FiniteFloatRange(min=0),
+    type=FiniteFloat(min=0),
     help="Max relative difference torch vs onnxruntime (max |a-b| / max |a|); beyond it, nothing is written.",
 )
 @click.option(
     "--min-agreement",
     default=DEFAULT_MIN_AGREEMENT,
     show_default=True,
-    type=FiniteFloatRange(0, 1),
+    type=FiniteFloat(0, 1),
     help="int8/fp16: minimum fraction of validation images whose "
     "predicted class equals the float model's, under each head.",
 )

@@ -17,10 +17,10 @@ import click
 import numpy as np
 
 from rfmml.runtime.cli_shell import entry_point, run_command
+from rfmml.trainer.config import SEED_MAX  # the trainer's seed range (torch-free module)
 
 PROG = "rfmml-demo"
 SCENE_ROWS, SCENE_COLS = 24, 32  # grid cells of the synthetic scene
-SEED_MAX = 2**32 - 1  # the trainer's seed range (numpy seeds take 0 <= seed < 2**32)
 
 
 def scene_labels(rows: int, cols: int, n_classes: int, seed: int) -> np.ndarray:

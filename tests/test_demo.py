@@ -36,3 +36,21 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     for name in ("model.onnx", "model.npz", "classmap.csv", "quicklook.png", "run/eval.json"):
         assert (tmp_path / "demo" / name).is_file(), name
     assert (tmp_path / "demo" / "classmap.tif").is_file() or (tmp_path / "demo" / "classmap.png").is_file()
+    _assert_wrong_tiles_panel(tmp_path / "demo" / "quicklook.png", accuracy)
+
+
+def _assert_wrong_tiles_panel(path: Path, accuracy: float) -> None:
+    """Three panels side by side (scene | class map | wrong tiles) of the 4:3 scene, the wrong tiles
+    in red: about as many red cells as the printed accuracy leaves wrong."""
+    from PIL import Image
+
+    from rfmml.runtime.quicklook import WRONG_COLOUR
+
+    picture = np.asarray(Image.open(path).convert("RGB"))
+    height, width = picture.shape[:2]
+    assert width > 3 * height, picture.shape  # two panels and a legend would be ~2.7 heights wide
+    red = np.all(picture == WRONG_COLOUR, axis=-1)
+    panel = red[:, 2 * width // 3 : width - width // 20]  # the third panel, without the legend
+    wrong_share = red.sum() / max(1, (picture[:, : width // 3] != 255).any(-1).sum())
+    assert red.any() and panel.any()
+    assert abs(wrong_share - (1 - accuracy / 100)) < 0.1, (wrong_share, accuracy)

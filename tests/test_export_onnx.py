@@ -172,3 +172,22 @@ def test_fp16_has_uint8_input_float32_output(tiny_model):
     candidate = ort_embedder(ort_session(fp16))(images)
     assert candidate.dtype == np.float32
     assert compare(reference, candidate).max_rel_diff < 1e-2
+
+
+def test_opset_asked_for_is_the_opset_written(tiny_model, tiny_onnx):
+    import onnx
+
+    from rfmml.export.options import MAX_OPSET
+    from rfmml.runtime.errors import ExportError
+
+    newest = export_onnx(tiny_model, INPUT_SIZE, opset=MAX_OPSET)
+    proto = onnx.load_from_string(newest)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == MAX_OPSET
+    images = _images(3, seed=8)
+    report = compare(ort_embedder(ort_session(tiny_onnx))(images), ort_embedder(ort_session(newest))(images))
+    assert report.max_rel_diff < 1e-5, report.summary()
+    # torch falls back to another opset silently where it cannot convert: such a model is refused
+    with pytest.raises(ExportError, match="has opset 18, not opset 19"):
+        check_onnx(tiny_onnx, opset=19)
+    with pytest.raises(ExportError, match="choose 18 to"):
+        export_onnx(tiny_model, INPUT_SIZE, opset=MAX_OPSET + 1)

@@ -107,6 +107,10 @@ def test_no_svm_and_no_balance(synthetic_run, tmp_path):
         == 0
     )
     assert load_head(out.with_suffix(".npz")).metadata["svm"]["class_weight"] == "none"
+    grid = ["--svm-c", "0.5", "--svm-c", "2"]
+    assert main(["--run", str(synthetic_run), str(out), *grid, "--force", "--no-progress"]) == 0
+    svm = load_head(out.with_suffix(".npz")).metadata["svm"]
+    assert set(svm["val_accuracy_by_c"]) == {"0.5", "2"} and svm["C"] in (0.5, 2.0)
 
 
 def test_parity_failure_writes_nothing(synthetic_run, tmp_path, monkeypatch, capsys):
@@ -186,15 +190,13 @@ def test_runtime_refuses_a_tampered_model(exported, tmp_path):
         Classifier.load(model)
 
 
-def test_interrupted_export_writes_nothing(synthetic_run, tmp_path, monkeypatch):
+def test_interrupted_export_writes_nothing(synthetic_run, tmp_path, monkeypatch, capsys):
     import rfmml.export.pipeline as pipeline
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_quantize", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.export_run(
-            synthetic_run, tmp_path / "m.onnx", log=lambda line: None, int8=True, progress=False
-        )
+    monkeypatch.setattr(pipeline, "_quantize", interrupted)  # Ctrl-C after the float model was made
+    assert main(["--run", str(synthetic_run), str(tmp_path / "m.onnx"), "--int8", "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "rfmml-export: interrupted"
     assert list(tmp_path.iterdir()) == []
