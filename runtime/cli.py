@@ -224,6 +224,7 @@ def _check_options(options: InferOptions) -> bool:
 def run(options: InferOptions) -> int:
     """Do one run; returns the exit code (0, or 3 when folder files failed). Raises on bad input."""
     from rfmml.runtime.classifier import Classifier
+    from rfmml.runtime.output_files import path_text
     from rfmml.runtime.progress import Progress
 
     is_folder = _check_options(options)
@@ -232,7 +233,7 @@ def run(options: InferOptions) -> int:
     info = sys.stderr if (is_folder and options.out is None) else sys.stdout
     height, width = clf.input_size
     print(
-        f"model {options.model} ({len(clf.class_names)} classes, input {height}x{width}, "
+        f"model {path_text(options.model)} ({len(clf.class_names)} classes, input {height}x{width}, "
         f"head {clf.head_kind}); providers in use: {clf.providers}",
         file=info,
     )

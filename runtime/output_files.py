@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from rfmml.runtime.errors import OutputError
+from rfmml.runtime.errors import InputError, OutputError
 
 TAG = "rfmml-infer"
 _STALE = re.compile(r"^\..+\." + re.escape(TAG) + r"\.(?P<pid>\d+)-\d+\.tmp(\.aux\.xml)?$")
@@ -39,6 +39,17 @@ def path_text(path: str | os.PathLike) -> str:
     except UnicodeEncodeError:  # a lone surrogate that did not come from the file system
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return raw.decode("utf-8", "backslashreplace")
+
+
+def utf8_path(path: str | os.PathLike, why: str) -> str:
+    """``path`` as a str that encodes to UTF-8, for libraries that need that (GDAL, onnxruntime);
+    InputError (one line, ``why`` names the library) for a name that is not UTF-8."""
+    text = os.fspath(path) if not isinstance(path, bytes) else os.fsdecode(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{path_text(text)}: {why} needs file names in UTF-8; rename it") from None
+    return text
 
 
 def temporary_for(path: Path) -> Path:

@@ -26,7 +26,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from rfmml.runtime.errors import InputError, SceneError
-from rfmml.runtime.output_files import StagedOutputs, path_text
+from rfmml.runtime.output_files import StagedOutputs, path_text, utf8_path
 from rfmml.runtime.quicklook import palette, write_quicklook_to
 from rfmml.runtime.scene import SKIPPED, SceneResult
 from rfmml.runtime.scene_io import have_rasterio
@@ -56,6 +56,8 @@ def check_class_map_path(path: str | Path) -> Path:
         raise SceneError(
             f'{path_text(path)}: writing a GeoTIFF class map needs rasterio: pip install "rfmml[geo]"'
         )
+    if suffix != ".png":
+        utf8_path(path.absolute(), "GDAL (writing GeoTIFF class maps)")
     return path
 
 

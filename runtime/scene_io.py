@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from rfmml.runtime.errors import SceneError
 from rfmml.runtime.imageio import _pil_to_array, to_rgb_uint8
-from rfmml.runtime.output_files import path_text
+from rfmml.runtime.output_files import path_text, utf8_path
 from rfmml.runtime.tiling import Window
 
 GEO_HINT = 'reading GeoTIFF scenes needs rasterio: pip install "rfmml[geo]"'
@@ -72,7 +72,7 @@ class RasterioScene:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-                self.ds = rasterio.open(path)
+                self.ds = rasterio.open(utf8_path(path, "GDAL (reading GeoTIFF scenes)"))
         except rasterio.errors.RasterioIOError as error:
             raise SceneError(f"{path_text(path)}: cannot open scene ({_first_line(error)})") from None
         ds = self.ds

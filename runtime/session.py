@@ -80,6 +80,17 @@ def _preload_cuda() -> None:
             warnings.warn(f"onnxruntime.preload_dlls() failed ({error})", stacklevel=2)
 
 
+def _source(model_path: str | Path) -> str | bytes:
+    """The path for onnxruntime, or the model's bytes when the name is not UTF-8 (onnxruntime
+    encodes paths as UTF-8; a single-file model loads the same from its bytes)."""
+    text = str(model_path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return Path(model_path).read_bytes()
+    return text
+
+
 def create_session(model_path: str | Path, providers: str = "auto", threads: int = 0) -> ort.InferenceSession:
     """An InferenceSession for ``model_path``; ArtifactError (one line) when the file is not a model.
 
@@ -105,7 +116,9 @@ def create_session(model_path: str | Path, providers: str = "auto", threads: int
     if "CUDAExecutionProvider" in requested or "TensorrtExecutionProvider" in requested:
         _preload_cuda()
     try:
-        session = ort.InferenceSession(str(model_path), sess_options=_options(threads), providers=requested)
+        session = ort.InferenceSession(
+            _source(model_path), sess_options=_options(threads), providers=requested
+        )
     except Exception as error:  # onnxruntime raises its own exception types for bad protobufs
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ArtifactError(f"{model_path}: not a loadable ONNX model ({first})") from None
@@ -114,7 +127,7 @@ def create_session(model_path: str | Path, providers: str = "auto", threads: int
         raise ArtifactError(f"provider {requested[0]} was requested but could not start (in use: {in_use})")
     if not strict and in_use[0] != requested[0]:
         session = ort.InferenceSession(
-            str(model_path), sess_options=_options(threads), providers=["CPUExecutionProvider"]
+            _source(model_path), sess_options=_options(threads), providers=["CPUExecutionProvider"]
         )
     check_signature(session, model_path)
     return session

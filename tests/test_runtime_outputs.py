@@ -168,3 +168,26 @@ def test_full_disk_during_scene_outputs_leaves_the_previous_ones(tmp_path):
     assert after == before  # nothing half-written, nothing lost, no temporary left
     with rasterio.open(out) as ds:
         assert ds.read(1).shape == (40, 40)
+
+
+def test_non_utf8_scene_and_model_names(tmp_path, capsys):
+    pytest.importorskip("rasterio")
+    from runtime_fixtures import write_geotiff
+
+    odd = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"m\xe9")))
+    odd.mkdir()
+    model = colour_pair(odd)  # onnxruntime is given the model's bytes
+    Image.fromarray(np.tile(uniform_tile(2), (2, 2, 1))).save(odd / "sc\udcffene.png")  # Pillow: any name
+    out = odd / "map.png"
+    assert main(["--model", str(model), str(odd / "sc\udcffene.png"), "--out", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert f"model {path_text(model)} (4 classes" in printed and "\\xe9/sc\\xffene.png" in printed
+    with out.with_suffix(".csv").open(encoding="utf-8") as handle:
+        assert sum(1 for _ in csv.DictReader(handle)) == 4
+    scene = write_geotiff(tmp_path / "scene.tif", np.tile(uniform_tile(2), (2, 2, 1)))
+    geotiff = odd / "scene.tif"
+    geotiff.write_bytes(scene.read_bytes())
+    for argv in ([str(geotiff), "--out", str(tmp_path / "m.tif")], [str(scene), "--out", str(odd / "m.tif")]):
+        assert main(["--model", str(model), *argv]) == 2  # GDAL takes UTF-8 names only: one line
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "needs file names in UTF-8; rename it" in err[0] and "m\\xe9" in err[0]
