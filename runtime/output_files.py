@@ -4,7 +4,9 @@
   written to a temporary beside it, ``.<name>.rfmml-infer.<pid>-<n>.tmp``, synced, and only when all
   are complete renamed over the final names, together, at the end. A failure (a full disk, Ctrl-C, a
   bad input found late) removes the temporaries and leaves the previous outputs as they were. A
-  ``kill -9`` before the renames leaves the previous outputs intact, plus temporaries;
+  ``kill -9`` before the renames leaves the previous outputs intact, plus temporaries. (The renames
+  are one ``os.replace`` each, back to back: a kill between two of them, a window of microseconds,
+  leaves some new and some previous outputs, every one of them complete.)
 - :func:`remove_stale_temporaries`: the next run writing into that folder removes those temporaries
   (its own naming pattern only, and only those of processes that no longer run).
 - :func:`path_text`: a file name as text for the CSV and the console, losslessly. On POSIX a name is

@@ -153,14 +153,15 @@ class RasterioScene:
             return (1, 2, 3)
         return (1,)  # gray (+ alpha): replicated to RGB like training
 
-    def _read(self, window: Window, what: str = "masks", **kwargs) -> np.ndarray:
-        """``ds.read`` (or ``read_masks``) of ``window``; SceneError naming the file and window."""
+    def _read(self, window: Window, mask: bool = False, **kwargs) -> np.ndarray:
+        """The chosen bands [bands, h, w] of ``window`` (``mask``: the first band's GDAL mask [h, w]);
+        a failure mid-scene is a SceneError naming the file and the window."""
         from rasterio.errors import RasterioError
         from rasterio.windows import Window as RioWindow
 
         rio_window = RioWindow(window.x0, window.y0, window.width, window.height)
         try:
-            if what == "masks":
+            if mask:
                 return self.ds.read_masks(self.bands[0], window=rio_window)
             return self.ds.read(indexes=list(self.bands), window=rio_window, **kwargs)
         except (RasterioError, OSError) as error:
@@ -178,14 +179,14 @@ class RasterioScene:
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """RGB uint8 [h, w, 3] and validity bool [h, w] for ``window``."""
-        raw = self._read(window, "pixels")  # [bands, h, w]
+        raw = self._read(window)  # [bands, h, w]
         rgb, opaque = self._to_rgb(raw)
         if self.mask_mode == "nodata":
             valid = np.zeros(raw.shape[1:], dtype=bool)
             for band, value in zip(raw, self.nodata, strict=True):
                 valid |= ~np.isnan(band) if np.isnan(value) else band != value
         elif self.mask_mode == "mask":
-            valid = self._read(window) > 0
+            valid = self._read(window, mask=True) > 0
         elif self.mask_mode == "zero":
             valid = rgb.any(axis=2) if self.colours is not None else raw.any(axis=0)
         else:
@@ -201,7 +202,7 @@ class RasterioScene:
         shape = (max(1, round(self.height / max(scale, 1))), max(1, round(self.width / max(scale, 1))))
         resampling = Resampling.nearest if self.colours is not None else Resampling.average
         whole = Window(0, 0, self.width, self.height)
-        raw = self._read(whole, "pixels", out_shape=(len(self.bands), *shape), resampling=resampling)
+        raw = self._read(whole, out_shape=(len(self.bands), *shape), resampling=resampling)
         return self._to_rgb(raw)[0]
 
     def close(self) -> None:

@@ -131,7 +131,8 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, model, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("rfmml-infer: error:"), (argv, err)
     assert main(["--help"]) == 0
-    assert "Examples" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "Examples" in text and "3 finished, but some folder" in text and "written as \\xNN" in text
 
 
 def test_large_arrays_are_split_into_session_chunks(model):
