@@ -53,6 +53,11 @@ from rfmml.trainer.config_fields import SECTIONS, FiniteFloat, spec_of
         (["--method", "nope"], "--method"),
         (["--distance", "l1"], "--distance"),
         (["--backbone", "vgg"], "--backbone"),
+        (["--backbone", ""], "--backbone"),
+        (["--out", ""], "--out"),  # "" is the working folder: never a run folder by accident
+        (["--data", ""], "--data"),
+        (["--split", ""], "--split"),
+        (["--resume", ""], "--resume"),
     ],
 )
 def test_bad_values_fail_at_parse_time(tmp_path: Path, capsys, flags: list[str], names: str) -> None:

@@ -97,7 +97,11 @@ def test_minority_shots_larger_than_class(tmp_path, capsys):
         (["--split", "missing.json", "--out", "r"], "split file not found"),
         (["--out", "r", "--backbone", "vgg"], "unknown --backbone 'vgg'"),
         (["--out", "r", "--queries", "0"], "--queries"),
-        (["--out", "r", "--train-frac", "0.5", "--train-per-class", "3"], "not both"),
+        (["--data", ".", "--out", "r", "--train-frac", "0.5", "--train-per-class", "3"], "not both"),
+        (
+            ["--out", "r", "--minority", "NoSuchClass"],
+            "synthetic set (no --data) has a fixed split; drop --minority",
+        ),
         (["--data", ".", "--split", "x.json", "--out", "r", "--minority-shots", "3"], "--split fixes"),
         (["--out", "r", "--backbone", "resnet18", "--weights", "missing.pt"], "weights file not found"),
     ],

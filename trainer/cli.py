@@ -15,6 +15,7 @@ from rfmml.trainer.config import (
     HINTS,
     PAPER_DEFAULTS,
     PROTOCOL_FIELDS,
+    RUN_FOLDER,
     SETTINGS,
     SYNTHETIC_DEFAULTS,
     TrainConfig,
@@ -115,7 +116,7 @@ def _options() -> list[click.Option]:
         options[0],  # --out
         SettingOption(
             ["--resume"],
-            type=click.Path(file_okay=False),
+            type=RUN_FOLDER,
             metavar="RUN",
             help="Continue the run in this folder from last.pt (with its own settings).",
             section=RUN,
@@ -151,10 +152,13 @@ def new_config(values: dict[str, Any], no_cache: bool) -> TrainConfig:
     """A new run's config from the parsed settings (every field already checked by its click type)."""
     if values["out"] is None:
         raise InputError("--out RUN is required (or --resume RUN)")
-    if values["split"] is not None:
-        clash = [name for name in PROTOCOL_FIELDS if values[name] not in (None, ())]
-        if clash:
-            raise InputError(f"--split fixes the split; drop {flag_name(clash[0])}")
+    clash = [name for name in PROTOCOL_FIELDS if values[name] not in (None, ())]
+    if clash and values["split"] is not None:
+        raise InputError(f"--split fixes the split; drop {flag_name(clash[0])}")
+    if clash and values["data"] is None:  # the synthetic set's split is made by a fixed protocol
+        raise InputError(
+            f"the embedded synthetic set (no --data) has a fixed split; drop {flag_name(clash[0])}"
+        )
     if no_cache:
         values = {**values, "cache_dir": ""}
     return TrainConfig(**values)

@@ -35,6 +35,7 @@ from rfmml.trainer.config_fields import (
     SPLIT,
     BackboneName,
     FiniteFloat,
+    PathName,
     check_value,
     flag_name,
     setting,
@@ -107,8 +108,9 @@ EPISODE_COUNT = click.IntRange(0, EPISODES_MAX)
 EVERY_EPISODES = click.IntRange(1, EPISODES_MAX)
 EVERY_EPOCHS = click.IntRange(1, EPOCHS_MAX)
 BATCH = click.IntRange(1, BATCH_MAX)
-RUN_FOLDER = click.Path(file_okay=False)
-FILE = click.Path(dir_okay=False)
+RUN_FOLDER = PathName(file_okay=False)
+FOLDER = PathName(file_okay=False)
+FILE = PathName(dir_okay=False)
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class TrainConfig:
         None,
         help="ImageFolder root (one folder of images per class).",
         section=RUN,
-        type=click.Path(file_okay=False),
+        type=FOLDER,
         default_text="the embedded synthetic set",
         metavar="DIR",
     )

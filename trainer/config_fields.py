@@ -41,6 +41,16 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
+class PathName(click.Path):
+    """A path that must not be empty: ``Path("")`` is the working folder, so ``--out ""`` would
+    write a run there and ``--data ""`` would read it."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("an empty path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class BackboneName(click.ParamType):
     """A backbone name as rfmml.trainer.models.check_backbone_name accepts it (torch loads lazily)."""
 
