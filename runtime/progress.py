@@ -1,6 +1,7 @@
 """A tiny progress display (no tqdm in the runtime): ``label done/total unit (pct) rate unit/s ETA``.
 
-On a terminal the line is rewritten in place (carriage return), at most every ``interval`` seconds.
+On a terminal a bar and that line are rewritten in place (carriage return), at most every ``interval``
+seconds: ``classifying [#####---------------] 250/1000 tiles (25%) 812.3 tiles/s ETA 1s``.
 Elsewhere (a log file, a pipe, CI) a few plain lines keep the log readable: one each time another
 ``log_step`` of the total is done (every 10 % by default) and one at the end; with an unknown total,
 one every ``log_interval`` seconds. Used by ``rfmml-infer`` and the trainer alike.
@@ -11,6 +12,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import TextIO
+
+BAR_WIDTH = 20  # characters of the bar drawn on a terminal
 
 
 class Progress:
@@ -59,6 +62,9 @@ class Progress:
     def text(self) -> str:
         rate = self.rate
         parts = [self.label] if self.label else []
+        if self.total and self.tty:
+            filled = min(BAR_WIDTH, BAR_WIDTH * self.done // self.total)
+            parts.append("[" + "#" * filled + "-" * (BAR_WIDTH - filled) + "]")
         if self.total:
             pct = 100.0 * self.done / self.total
             parts.append(f"{self.done}/{self.total} {self.unit} ({pct:.0f}%)")

@@ -51,7 +51,8 @@ def test_terminal_line_is_rewritten_in_place():
     progress.close()
     text = stream.getvalue()
     assert text.count("\r") == 4 and text.count("\n") == 1 and text.endswith("\x1b[K\n")
-    assert text.split("\r")[-1].startswith("3/3 tiles (100%)")
+    assert text.split("\r")[-1].startswith("[####################] 3/3 tiles (100%)")
+    assert text.split("\r")[1].startswith("[######--------------] 1/3 tiles (33%)")
 
 
 def test_unknown_total_logs_by_time_and_disabled_is_silent():
