@@ -200,7 +200,7 @@ def command(model, input, out, heads, providers, threads, batch, top_k, workers,
 
 def _check_options(options: InferOptions) -> bool:
     """Refuse what cannot work before any work is done; return whether INPUT is a folder."""
-    from rfmml.runtime.output_files import path_text
+    from rfmml.runtime.output_files import check_writable, path_text
 
     if not options.input.exists():
         raise InputError(f"input not found: {path_text(options.input)}")
@@ -215,9 +215,11 @@ def _check_options(options: InferOptions) -> bool:
         from rfmml.runtime.outputs import check_class_map_path
 
         check_class_map_path(options.out)
-    for path in (options.out, options.csv, options.quicklook):
-        if path is not None and not path.parent.is_dir():
+    outputs = [path for path in (options.out, options.csv, options.quicklook) if path is not None]
+    for path in outputs:
+        if not path.parent.is_dir():
             raise InputError(f"output folder does not exist: {path_text(path.parent)}")
+    check_writable(outputs)
     return is_folder
 
 

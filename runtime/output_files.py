@@ -91,6 +91,19 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
+def check_writable(paths: list[Path]) -> None:
+    """Create and remove a temporary in the folder of each path, before any work is done; OutputError
+    (one line) for a folder that cannot take the outputs (missing, read-only, not a folder)."""
+    for folder in dict.fromkeys(Path(path).parent for path in paths):
+        probe = temporary_for(folder / "probe")
+        try:
+            probe.touch(exist_ok=False)
+            probe.unlink()
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise OutputError(f"cannot write in {path_text(folder)}: {reason}") from None
+
+
 def _write_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "could not write" (rasterio's only when rasterio is in use)."""
     errors: list[type[BaseException]] = [OSError]

@@ -191,3 +191,18 @@ def test_non_utf8_scene_and_model_names(tmp_path, capsys):
         assert main(["--model", str(model), *argv]) == 2  # GDAL takes UTF-8 names only: one line
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "needs file names in UTF-8; rename it" in err[0] and "m\\xe9" in err[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_unwritable_output_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    import rfmml.runtime.classifier as classifier
+
+    model = colour_pair(tmp_path)
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    Image.fromarray(uniform_tile(1)).save(folder / "a.png")
+    monkeypatch.setattr(classifier.Classifier, "load", None)  # loading the model would be work
+    target = Path("/proc/pred.csv")  # a folder nobody can create files in, not even root
+    assert main(["--model", str(model), str(folder), "--out", str(target), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rfmml-infer: error: cannot write in /proc: "), err
