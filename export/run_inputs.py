@@ -48,7 +48,7 @@ def check_run_folder(run_dir: Path, checkpoint: str) -> Path:
     check_config_file(run_dir / "config.json")
     path = Path(checkpoint) if Path(checkpoint).is_absolute() else run_dir / checkpoint
     if not path.is_file():
-        others = sorted(p.name for p in run_dir.glob("*.pt"))
+        others = sorted(p.name for p in run_dir.glob("*.pt") if p.is_file())
         hint = f"; checkpoints there: {', '.join(others)} (choose one with --checkpoint)" if others else ""
         raise ExportError(f"{run_dir} has no checkpoint {path.name} (expected {path}){hint}")
     return path

@@ -130,9 +130,12 @@ def write_pairs(
         if existing:
             raise FileExistsError(f"{existing[0]} exists; pass --force to overwrite")
     started = time.time() if started is None else started
-    for folder in {Path(model).parent for model, _, _ in pairs}:
+    folders = sorted({Path(model).parent for model, _, _ in pairs})
+    for folder in folders:
         remove_stale_temporaries(folder, started)
+    created = [made for folder in folders for made in _make_folder(folder)]
     staged: list[tuple[Path, Path]] = []  # (temporary, final): models, then heads
+    renamed = False
     try:
         heads = [_stage_pair(Path(model), data, head, staged) for model, data, head in pairs]
         staged.sort(key=lambda item: item[1].suffix == ".npz")  # every model before any head
@@ -140,16 +143,34 @@ def write_pairs(
         for tmp, final in staged:
             os.chmod(tmp, mode)
             os.replace(tmp, final)
+        renamed = True
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+        if not renamed:  # nothing written: not even the folders this call created
+            for folder in reversed(created):
+                _remove_if_empty(folder)
     return heads
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the ones created, outermost first."""
+    chain = [folder, *folder.parents]
+    missing = chain[: chain.index(_nearest_existing(folder))]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (another writer's file appeared) or already gone: leave it
+        return
 
 
 def _stage_pair(model_path: Path, data: bytes, head: Head, staged: list[tuple[Path, Path]]) -> Head:
     """Write one pair under temporary names (recorded in ``staged``); return the head as written."""
     model_path, head_path = pair_paths(model_path)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(data).hexdigest()
     tmp_model = _temp_name(model_path)
     staged.append((tmp_model, model_path))

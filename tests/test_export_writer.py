@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from rfmml.export.writer import remove_stale_temporaries, write_pairs
 from rfmml.runtime.artifact import Head, load_head
@@ -102,3 +103,17 @@ def test_kill_9_leaves_the_old_pair_and_the_next_export_cleans_up(tmp_path: Path
     assert model.read_bytes() == b"newer model bytes"
     assert load_head(model.with_suffix(".npz")).metadata["tag"] == "newer" == head.metadata["tag"]
     np.testing.assert_array_equal(head.prototypes, tiny_head().prototypes)
+
+
+def test_a_failed_write_removes_the_folders_it_created(tmp_path: Path, monkeypatch) -> None:
+    import rfmml.export.writer as writer
+
+    def full_disk(path, head):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(writer, "save_head", full_disk)
+    (tmp_path / "kept").mkdir()
+    for target in (tmp_path / "a" / "b" / "model.onnx", tmp_path / "kept" / "model.onnx"):
+        with pytest.raises(OSError, match="No space left"):
+            write_pairs([(target, b"model bytes", tiny_head())])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]  # its own folder stays, empty
