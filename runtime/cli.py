@@ -219,6 +219,11 @@ def _check_options(options: InferOptions) -> bool:
     for path in outputs:
         if not path.parent.is_dir():
             raise InputError(f"output folder does not exist: {path_text(path.parent)}")
+    if options.out is not None and not is_folder and options.csv is None:
+        outputs.append(options.out.with_suffix(".csv"))
+    resolved = [path.resolve() for path in outputs]
+    if options.input.resolve() in resolved or len(set(resolved)) < len(resolved):
+        raise InputError("--out, --csv and --quicklook must be distinct files, none of them INPUT")
     check_writable(outputs)
     return is_folder
 

@@ -144,6 +144,11 @@ def test_cli_scene_outputs_and_errors(tmp_path, capsys, monkeypatch):
     assert main(["--model", str(model), str(scene), "-q", "--head", "svm"]) == 0
     assert (tmp_path / "scene_classmap.tif").is_file() and (tmp_path / "scene_classmap.csv").is_file()
     assert main(["--model", str(model), str(scene), "--out", "map.jpg"]) == 2
+    before = scene.read_bytes()
+    for clash in (["--out", str(scene)], ["--out", "m.png", "--quicklook", "m.png"], ["--csv", "m.tif"]):
+        assert main(["--model", str(model), str(scene), "--out", "m.tif", *clash]) == 2
+        assert "must be distinct files, none of them INPUT" in capsys.readouterr().err
+    assert scene.read_bytes() == before
     assert main(["--model", str(model), str(scene), "--bands", "1,2,9"]) == 2
     assert "outside 1..3" in capsys.readouterr().err
     empty = tmp_path / "empty.tif"
