@@ -274,6 +274,7 @@ def _rebind(head: Path, model: Path) -> None:
 # --- checkpoints --------------------------------------------------------------------------------------
 
 
+EXPORT_QUICK = ("--no-progress", "--parity-images", "4", "--no-svm")
 CHECKPOINT_KINDS = (
     "export evil",
     "export damaged",
@@ -315,21 +316,17 @@ def checkpoint_case(world: World, rng: np.random.Generator, seed: int) -> Case:
         weights.write_bytes(random_bytes(rng, 1, 2048))
     argv = _checkpoint_argv(kind, run, work, weights)
     command = "export" if kind.startswith("export") else "train"
-    checks = [marker_absent(world.marker), no_temp_files(run)]
+    checks = [marker_absent(world.marker), no_temp_files(run), no_temp_files(work)]
+    if command == "export":  # --force over a previous pair: a failed export leaves it as it was
+        for name in ("model.onnx", "model.npz"):
+            (work / name).write_bytes(PREVIOUS)
+        checks.append(previous_kept([work / "model.onnx", work / "model.npz"]))
     return Case("checkpoint", seed, command, argv, expect, checks, note=kind, workdir=work)
 
 
 def _checkpoint_argv(kind: str, run: Path, work: Path, weights: Path) -> list[str]:
     if kind.startswith("export"):
-        return [
-            "--run",
-            str(run),
-            str(work / "model.onnx"),
-            "--no-progress",
-            "--parity-images",
-            "4",
-            "--no-svm",
-        ]
+        return ["--run", str(run), str(work / "model.onnx"), "--force", *EXPORT_QUICK]
     if kind == "train resume evil":
         return ["--resume", str(run), "--no-cache"]
     if kind == "train init evil":

@@ -49,14 +49,15 @@ def folder_case(
                 note=note, workdir=work)  # fmt: skip
 
 
-def _suffix(rng: np.random.Generator) -> str:
+def suffix_of(rng: np.random.Generator) -> str:
     return IMAGE_SUFFIXES[int(rng.integers(0, len(IMAGE_SUFFIXES)))]
 
 
 def tile_random(world: World, rng: np.random.Generator, seed: int) -> Case:
     """1-3 files of random bytes with image suffixes: listed as unreadable, never classified."""
     files = {
-        f"junk-{i}{_suffix(rng)}".encode(): random_bytes(rng, 0, 2048) for i in range(int(rng.integers(1, 4)))
+        f"junk-{i}{suffix_of(rng)}".encode(): random_bytes(rng, 0, 2048)
+        for i in range(int(rng.integers(1, 4)))
     }
     refused = {name.decode() for name in files}
     return folder_case(world, "tile-random", seed, files, refused, note="random bytes")
@@ -70,7 +71,7 @@ def tile_damaged(world: World, rng: np.random.Generator, seed: int) -> Case:
             source = world.real_tiles[int(rng.integers(0, len(world.real_tiles)))]
             suffix, data = source.suffix, source.read_bytes()
         else:
-            suffix = _suffix(rng)
+            suffix = suffix_of(rng)
             data = world.tiles[suffix]
         kind, damaged = mutate(rng, data)
         files[f"damaged-{i}{suffix}".encode()] = damaged
@@ -230,7 +231,8 @@ def _palette_scene(path: Path) -> Path:
     for label in range(4):
         indices[0, 16:144, 16:144][(quadrants == COLOURS[label]).all(-1)] = label + 1
     profile = dict(driver="GTiff", width=160, height=160, count=1, dtype="uint8", photometric="palette")
-    with rasterio.open(path, "w", **profile) as dst:
+    with warnings.catch_warnings(), rasterio.open(path, "w", **profile) as dst:
+        warnings.simplefilter("ignore")  # no geotransform: the tiling does not need one
         dst.write(indices)
         colormap = {0: (0, 0, 0, 255), **{i + 1: (*map(int, COLOURS[i]), 255) for i in range(4)}}
         dst.write_colormap(1, colormap)

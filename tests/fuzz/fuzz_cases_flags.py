@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 from fuzz_bytes import random_bytes
-from fuzz_checks import PREVIOUS, error_names, no_temp_files, previous_kept, warned_if_accepted
+from fuzz_checks import (
+    PREVIOUS,
+    error_names,
+    files_unchanged,
+    no_temp_files,
+    previous_kept,
+    warned_if_accepted,
+)
 from fuzz_harness import Case
 from fuzz_world import TINY_TRAIN, World, fresh_copy
 
@@ -50,7 +57,7 @@ TRAIN_FLAGS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("--device", ("bogus", "cuda:99"), ()),
     ("--distance", ("cosine",), ()),
     ("--data", ("@missing", "@file", "@empty"), ()),
-    ("--out", ("@under-file", ""), ()),
+    ("--out", ("@finished", "@under-file", ""), ()),
     ("--split", ("@missing", "@junk", "@json-list", "@json-classes"), ()),
     ("--weights", ("@missing", "@junk"), ("--backbone", "conv4")),
     ("--init", ("@missing", "@empty"), ()),
@@ -166,6 +173,8 @@ def _path_value(world: World, work: Path, rng: np.random.Generator, value: str) 
     if how == "json-classes":
         (work / "split.json").write_text(json.dumps({"classes": ["x"], "train": {"x": ["nope.png"]}}))
         return str(work / "split.json")
+    if how == "finished":
+        return str(fresh_copy(world.run, work / "finished"))
     if how in ("seed-text", "seed-float", "config-truncated", "no-backbone", "no-split"):
         return str(_broken_run(world, work, how))
     raise ValueError(f"unknown placeholder {value}")
@@ -181,6 +190,10 @@ def train_flags(world: World, rng: np.random.Generator, seed: int) -> Case:
         argv = ["--out", str(work / "run"), *TINY_TRAIN, *extra, flag, value]
     expect, checks = _expect(flag, value)
     checks += [error_names(flag, value), no_temp_files(work)]
+    if value.endswith("/finished"):  # a finished run is never overwritten, nor touched
+        checks.append(
+            files_unchanged([Path(value) / name for name in ("eval.json", "best.pt", "metrics.jsonl")])
+        )
     return Case("flags-train", seed, "train", argv, expect, checks, limit_s=30, note=f"{flag} {value!r}",
                 workdir=work)  # fmt: skip
 

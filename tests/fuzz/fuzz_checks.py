@@ -102,6 +102,19 @@ def previous_kept(paths: list[Path]) -> Check:
     return check
 
 
+def files_unchanged(paths: list[Path]) -> Check:
+    """Files that must come through the run byte for byte (a finished run a bad command points at)."""
+    before = {path: path.read_bytes() for path in paths}
+
+    def check(_outcome: Outcome) -> tuple[str, str] | None:
+        for path, data in before.items():
+            if not path.is_file() or path.read_bytes() != data:
+                return ("lost", f"{path.name} changed or removed")
+        return None
+
+    return check
+
+
 def outputs_complete(csv_path: Path, map_path: Path) -> Check:
     """A successful scene run (exit 0): the class map and a complete tile CSV without NaN scores."""
 

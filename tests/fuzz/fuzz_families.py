@@ -22,6 +22,7 @@ from fuzz_cases_files import (
     tile_random,
 )
 from fuzz_cases_flags import compare_flags, demo_flags, export_flags, infer_flags, train_flags
+from fuzz_cases_train import train_data
 from fuzz_checks import folder_csv
 from fuzz_harness import Case
 from fuzz_world import World, fresh_copy
@@ -85,6 +86,7 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "head-bomb": (head_bomb, 2, False),
     "model-tamper": (model_tamper, 18, False),
     "checkpoint": (checkpoint_case, 8, True),
+    "train-data": (train_data, 2, False),
     "flags-train": (train_flags, 32, True),
     "flags-export": (export_flags, 12, True),
     "flags-infer": (infer_flags, 16, False),

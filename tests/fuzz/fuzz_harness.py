@@ -241,7 +241,12 @@ def classify(case: Case, outcome: Outcome) -> Verdict:
     return Verdict(case, outcome, "clean")
 
 
-def run_case(case: Case, memory_limit: int = MEMORY_LIMIT) -> Verdict:
+TORCH_MEMORY_LIMIT = 6 << 30  # torch maps its CUDA libraries at import: more address space, same idea
+
+
+def run_case(case: Case, memory_limit: int | None = None) -> Verdict:
+    if memory_limit is None:
+        memory_limit = TORCH_MEMORY_LIMIT if case.command in ("train", "export", "demo") else MEMORY_LIMIT
     outcome = run_in_subprocess(case, memory_limit) if case.memory else run_in_process(case)
     return classify(case, outcome)
 
