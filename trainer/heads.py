@@ -15,10 +15,7 @@ import numpy as np
 import torch
 
 from rfmml.runtime.artifact import Head
-from rfmml.runtime.heads import HeadScorer, l2_normalize, proto_logits, svm_logits
-
-# The runtime's Proto scorer under the trainer's old name (rfmml.trainer.loop still imports it).
-proto_scores = proto_logits
+from rfmml.runtime.heads import HeadScorer, l2_normalize, svm_logits
 
 
 @dataclass(frozen=True)
