@@ -18,8 +18,8 @@ from typing import Any
 # name -> module that defines it. Lazy (PEP 562) so that importing a leaf such as
 # ``rfmml.runtime.imageio`` or ``rfmml.runtime.errors`` never loads onnxruntime.
 _EXPORTS = {
-    "infer_scene": "api",
-    "write_scene_outputs": "api",
+    "infer_scene": "infer",
+    "write_scene_outputs": "outputs",
     "Head": "artifact",
     "load_head": "artifact",
     "save_head": "artifact",
@@ -30,7 +30,7 @@ _EXPORTS = {
     "write_folder_csv": "folder",
     "load_tile": "imageio",
     "write_class_map": "outputs",
-    "write_quicklook": "outputs",
+    "write_quicklook": "quicklook",
     "write_tile_csv": "outputs",
     "SKIPPED": "scene",
     "SceneResult": "scene",
@@ -38,7 +38,10 @@ _EXPORTS = {
     "Grid": "tiling",
     "Window": "tiling",
     "tile_grid": "tiling",
+    "SceneOutputs": "outputs",
+    "render_quicklook": "quicklook",
     "RfmmlError": "errors",
+    "OutputError": "errors",
     "InputError": "errors",
     "ArtifactError": "errors",
     "ImageReadError": "errors",

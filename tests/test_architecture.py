@@ -113,3 +113,11 @@ def test_infer_help_does_not_load_torch() -> None:
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     assert "--model" in probe.stdout
+
+
+def test_every_lazy_runtime_name_resolves() -> None:
+    """``rfmml.runtime``'s lazy table points at modules that exist and define each name."""
+    import rfmml.runtime as runtime
+
+    missing = [name for name in runtime.__all__ if not hasattr(runtime, name)]
+    assert missing == []
