@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -254,3 +255,38 @@ def test_lock_file_names_the_holder(tmp_path) -> None:
         assert folder.lock_path.read_text() == f"{os.getpid()}\n"
         (tmp_path / "run" / "config.json").write_text("{}")
     assert (tmp_path / "run" / ".lock").exists()  # kept: removing it could let two claimers in
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": torch.tensor([2, 2])}, "checkpoint format ? is not 2"),
+        ({"format": True}, "checkpoint format ? is not 2"),
+        ({"step": "10"}, "step is not as documented"),
+        ({"unit": "batch"}, "unit is not as documented"),
+        ({"rng": {"gen": [1, 2]}}, "rng is not as documented"),
+        ({"model": None}, "model is not as documented"),
+        ({"best_val": "0.5"}, "best_val is not as documented"),
+    ],
+)
+def test_tampered_checkpoint_fields_are_one_line_errors(full_run, tmp_path, change, message) -> None:
+    state = torch.load(full_run / "last.pt", map_location="cpu", weights_only=True)
+    torch.save({**state, **change}, tmp_path / "last.pt")
+    with pytest.raises(checkpoint_module.CheckpointError, match=re.escape(message)):
+        Checkpoint.load(tmp_path / "last.pt")
+
+
+def test_resume_from_a_checkpoint_of_another_shape_is_one_line(full_run, tmp_path, capsys) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    state["optimizer"] = {"state": {}, "param_groups": [{"params": [0]}]}  # groups of another model
+    state["step"] = 5  # mid-ACF, so the optimizer state is loaded
+    torch.save(state, run / "last.pt")
+    capsys.readouterr()
+    assert main(["--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rfmml-train: error: {run / 'last.pt'}: optimizer state does not fit this run")
+    assert "\n" not in err

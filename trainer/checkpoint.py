@@ -75,17 +75,22 @@ class Checkpoint:
 
     @classmethod
     def from_state(cls, state: Any, path: str | Path = "checkpoint") -> Checkpoint:
-        """Inverse of :meth:`to_state`; CheckpointError for another format or a missing key."""
+        """Inverse of :meth:`to_state`; CheckpointError for another format, a missing key or a value
+        of another type than documented."""
         found = state.get("format") if isinstance(state, dict) else None
-        if found != CHECKPOINT_FORMAT:
+        if not _is_count(found) or found != CHECKPOINT_FORMAT:
+            shown = found if _is_count(found) else "?"
             raise CheckpointError(
-                f"{path}: checkpoint format {found if found is not None else '?'} is not "
-                f"{CHECKPOINT_FORMAT} (written by another rfmml version); retrain or use that version"
+                f"{path}: checkpoint format {shown} is not {CHECKPOINT_FORMAT} (written by another rfmml "
+                "version); retrain or use that version"
             )
         names = [f.name for f in fields(cls)]
         missing = [name for name in names if name not in state]
-        if missing or state["unit"] not in UNITS:
-            raise CheckpointError(f"{path}: damaged checkpoint (missing {missing or 'a valid unit'})")
+        if missing:
+            raise CheckpointError(f"{path}: damaged checkpoint (no {', '.join(missing)})")
+        wrong = next((name for name, ok in FIELD_CHECKS.items() if not ok(state[name])), None)
+        if wrong is not None:
+            raise CheckpointError(f"{path}: damaged checkpoint ({wrong} is not as documented)")
         return cls(**{name: state[name] for name in names})
 
     def save(self, path: str | Path) -> None:
@@ -111,6 +116,35 @@ class Checkpoint:
                 f"{path}: checkpoint is for backbone {checkpoint.backbone!r}, not {backbone!r}"
             )
         return checkpoint
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_tensors(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+FIELD_CHECKS = {  # the documented type of every field (format is checked first)
+    "code_version": lambda v: isinstance(v, str),
+    "backbone": lambda v: isinstance(v, str),
+    "config": lambda v: isinstance(v, dict),
+    "model": _is_tensors,
+    "method_modules": lambda v: isinstance(v, dict) and all(_is_tensors(m) for m in v.values()),
+    "optimizer": lambda v: v is None or isinstance(v, dict),
+    "phase": lambda v: isinstance(v, str),
+    "phase_index": _is_count,
+    "unit": lambda v: v in UNITS,
+    "step": _is_count,
+    "rng": _is_tensors,
+    "best_val": _is_number,
+    "elapsed": _is_number,
+}
 
 
 def read_state(path: str | Path) -> Any:

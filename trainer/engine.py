@@ -191,7 +191,12 @@ class Engine:
         phase = self.method.phases[position.phase_index]
         optimizer = torch.optim.Adam(self.method.parameters(), lr=phase.lr)
         if optimizer_state is not None:
-            optimizer.load_state_dict(optimizer_state)
+            try:
+                optimizer.load_state_dict(optimizer_state)
+            except (ValueError, KeyError, TypeError, RuntimeError) as error:
+                raise CheckpointError(
+                    f"{self.run_dir / 'last.pt'}: optimizer state does not fit this run ({error})"
+                ) from None
         total = phase.steps * phase.ticks
         self.progress.start_phase(phase.name, total, position.step * phase.ticks, phase.tick_unit)
         for step in range(position.step + 1, phase.steps + 1):
@@ -281,6 +286,10 @@ class Engine:
         index = checkpoint.phase_index
         if not (0 <= index < len(phases) and phases[index].name == checkpoint.phase):
             raise CheckpointError(f"{where}: phase {checkpoint.phase!r} is not a phase of this run's method")
+        if checkpoint.step > phases[index].steps:
+            raise CheckpointError(
+                f"{where}: step {checkpoint.step} is past the end of phase {checkpoint.phase}"
+            )
         modules = {"model": self.method.model, **self.method.modules()}
         states = {"model": checkpoint.model, **checkpoint.method_modules}
         try:
