@@ -211,6 +211,12 @@ def _torch_file(tmp_path: Path, name: str, content) -> Path:
     return path
 
 
+def _bytes_file(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
 class _Payload:
     def __reduce__(self):
         return (shutil.rmtree, ("/nonexistent-rfmml-test",))
@@ -227,6 +233,11 @@ class _Payload:
             lambda d: _torch_file(d, "pickle.pt", {"a": _Payload()}),
             "refused: it holds pickled Python objects",
         ),
+        (
+            lambda d: _bytes_file(d, "w.safetensors", b"\xff" * 64),
+            "not a loadable weights file (SafetensorError",
+        ),
+        (lambda d: _bytes_file(d, "w.pt", b"PK\x03\x04" + b"\0" * 60), "not a loadable weights file"),
         (lambda d: d / "absent.pt", "weights file not found"),
         (lambda d: d, "weights file not found"),  # a folder
     ],

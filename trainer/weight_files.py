@@ -37,7 +37,7 @@ class WeightsFileError(WeightsUnavailableError):
     """A weights file is unreadable, not a state dict, or does not fit the backbone."""
 
 
-def _one_line(error: BaseException) -> str:
+def _first_line(error: BaseException) -> str:
     """The first line of an exception's message (torch's unpickling errors run to 20 lines)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
@@ -55,7 +55,7 @@ def _load_raw(path: Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:  # the message runs to 20 lines; keep the reason
             reasons = [line for line in str(error).splitlines() if "nsupported" in line]
-            reason = reasons[0].strip() if reasons else _one_line(error)
+            reason = reasons[0].strip() if reasons else _first_line(error)
             raise WeightsFileError(
                 f"{path}: refused: it holds pickled Python objects, not only tensors ({reason}); "
                 "rfmml loads plain tensors (torch.load weights_only=True)"
@@ -78,7 +78,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise
     except Exception as error:  # torch/safetensors raise many types for a bad file: one line for all
         raise WeightsFileError(
-            f"{path}: not a loadable weights file ({type(error).__name__}: {_one_line(error)})"
+            f"{path}: not a loadable weights file ({type(error).__name__}: {_first_line(error)})"
         ) from None
     for key in WRAPPER_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
