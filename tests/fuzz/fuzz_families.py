@@ -22,6 +22,7 @@ from fuzz_cases_files import (
     tile_random,
 )
 from fuzz_cases_flags import compare_flags, demo_flags, export_flags, infer_flags, train_flags
+from fuzz_cases_runs import run_damaged
 from fuzz_cases_train import train_data
 from fuzz_checks import folder_csv
 from fuzz_harness import Case
@@ -87,6 +88,7 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "model-tamper": (model_tamper, 18, False),
     "checkpoint": (checkpoint_case, 8, True),
     "train-data": (train_data, 2, False),
+    "run-damaged": (run_damaged, 8, True),
     "flags-train": (train_flags, 32, True),
     "flags-export": (export_flags, 12, True),
     "flags-infer": (infer_flags, 16, False),

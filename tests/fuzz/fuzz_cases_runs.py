@@ -1,0 +1,84 @@
+"""Generator of cases on damaged run folders: ``rfmml-train --resume`` and ``rfmml-export --run`` after a
+power loss (torn metrics line), bit rot (flipped/truncated config, split, checkpoint) or a kill (stale
+temporaries, which the next command in that folder must remove)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from fuzz_bytes import mutate, random_bytes, truncated
+from fuzz_cases_artifacts import EXPORT_QUICK
+from fuzz_checks import no_temp_files
+from fuzz_harness import Case
+from fuzz_world import World, fresh_copy
+
+RUN_DAMAGES = (
+    "torn metrics line",
+    "stale checkpoint temporaries",
+    "stale export partials",
+    "junk after metrics",
+    "config damaged",
+    "split damaged",
+    "last.pt damaged",
+    "metrics damaged",
+)
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (a killed exporter's pid)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def _torn(path: Path, rng: np.random.Generator) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    last = lines[-1]
+    path.write_bytes(b"".join(lines[:-1]) + last[: int(rng.integers(1, len(last) - 1))])
+
+
+def _damage(run: Path, out: Path, kind: str, rng: np.random.Generator) -> str:
+    """Apply ``kind`` to ``run`` (or the export folder ``out``); returns the expected outcome."""
+    if kind == "torn metrics line":
+        _torn(run / "metrics.jsonl", rng)
+        return "ok"
+    if kind == "stale checkpoint temporaries":
+        for name in ("last.pt", "best.pt", "metrics.jsonl"):
+            (run / f".{name}.{int(rng.integers(1e6))}.tmp").write_bytes(random_bytes(rng, 1, 256))
+        return "ok"
+    if kind == "stale export partials":
+        for name in ("model.onnx", "model.npz"):
+            (out / f".{name}.{_dead_pid()}.partial").write_bytes(random_bytes(rng, 1, 256))
+        return "ok"
+    if kind == "junk after metrics":
+        with open(run / "metrics.jsonl", "ab") as handle:
+            handle.write(random_bytes(rng, 1, 64).replace(b"\n", b" "))
+        return "ok"
+    target = {"config damaged": "config.json", "split damaged": "split.json", "last.pt damaged": "last.pt"}
+    path = run / target.get(kind, "metrics.jsonl")
+    data = path.read_bytes()
+    path.write_bytes(truncated(rng, data) if rng.random() < 0.3 else mutate(rng, data)[1])
+    return "any"
+
+
+def run_damaged(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """A copy of the tiny run, unfinished (eval.json removed) and damaged one way, then resumed (or, for
+    export partials, exported): a torn last metrics line is dropped (exit 0), stale temporaries are
+    removed, any other damage is a one-line error or a clean resume, never a crash."""
+    work = world.scratch("run-damaged")
+    run = fresh_copy(world.run, work / "run")
+    (run / "eval.json").unlink()
+    out = work / "export"
+    out.mkdir()
+    kind = RUN_DAMAGES[seed % len(RUN_DAMAGES)]
+    expect = _damage(run, out, kind, rng)
+    if kind == "stale export partials":
+        (run / "eval.json").write_bytes((world.run / "eval.json").read_bytes())
+        argv = ["--run", str(run), str(out / "model.onnx"), *EXPORT_QUICK]
+        command = "export"
+    else:
+        argv, command = ["--resume", str(run), "--no-cache", "--no-progress"], "train"
+    checks = [no_temp_files(run), no_temp_files(out)]
+    return Case("run-damaged", seed, command, argv, expect, checks, note=kind, workdir=work)
