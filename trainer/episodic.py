@@ -75,9 +75,8 @@ def protonet_phase(setup: TrainSetup, n_max: int) -> tuple[Phase, EpisodeSpec]:
     spec = EpisodeSpec(
         tuple(range(n_classes)), n_classes, n_classes, shots, shots, config.queries, "balanced", n_max
     )
-    return _episodic_phase(
-        setup, "protonet", int(config.ret_episodes), float(config.ret_lr), "--ret-lr"
-    ), spec
+    phase = _episodic_phase(setup, "protonet", int(config.ret_episodes), float(config.ret_lr), "--ret-lr")
+    return phase, spec
 
 
 PLANS: dict[str, tuple[PhasePlan, ...]] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rfmml.trainer.ce_train import CrossEntropyMethod
+from rfmml.trainer.config import CE_METHODS
 from rfmml.trainer.engine import Method, TrainSetup
 from rfmml.trainer.episodic import PLANS, EpisodicMethod
 
@@ -17,7 +18,7 @@ MethodBuilder = Callable[[TrainSetup], Method]
 
 METHOD_BUILDERS: dict[str, MethodBuilder] = {
     **{name: EpisodicMethod for name in PLANS},  # rfmml, rfmml-no-ret, rfmml-no-acf, protonet
-    **{name: CrossEntropyMethod for name in ("plain", "reweight", "resample", "logit-adjust")},
+    **{name: CrossEntropyMethod for name in CE_METHODS},  # plain, reweight, resample, logit-adjust
 }
 
 
