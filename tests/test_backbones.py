@@ -257,6 +257,14 @@ def test_truncated_file_is_refused(lite0_file, tmp_path):
         assert "not a loadable weights file" in _error_line(excinfo)
 
 
+def test_non_finite_weights_are_refused(tmp_path):
+    state = build_embedding_net("conv4").backbone.state_dict()
+    state["1.1.running_var"][3] = float("nan")
+    with pytest.raises(WeightsFileError) as excinfo:
+        build_embedding_net("conv4", weights=_torch_file(tmp_path, "nan.pt", state))
+    assert "tensor 1.1.running_var holds NaN or infinite values" in _error_line(excinfo)
+
+
 def test_weights_of_another_network_are_refused_with_counts(tmp_path, lite0_file):
     r18 = _torch_file(tmp_path, "r18.pt", build_embedding_net("resnet18").backbone.state_dict())
     with pytest.raises(WeightsFileError) as excinfo:

@@ -155,7 +155,8 @@ def fit_state_dict(
     """The tensors of ``source`` renamed to ``model``'s state-dict names (counters excluded).
 
     ``origin`` (the file name) and ``backbone_name`` only word the error: WeightsFileError with how
-    many tensors are missing or of another shape, and the first of them.
+    many tensors are missing or of another shape, and the first of them; or the first tensor that
+    holds NaN or infinite values.
     """
     target = {k: v for k, v in model.state_dict().items() if not k.endswith(COUNTER_SUFFIX)}
     named = _normalise_names(source, target, classifier_modules(model))
@@ -167,6 +168,9 @@ def fit_state_dict(
             f"{origin}: weights do not fit {backbone_name}: {mismatch}; nor in order "
             f"({len(named)} tensors in the file, {len(target)} in the model, or shapes differ)"
         )
+    for key, value in matched.items():  # NaN weights would train to NaN without another word
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise WeightsFileError(f"{origin}: tensor {key} holds NaN or infinite values")
     return matched
 
 
