@@ -85,7 +85,7 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "scene-bomb": (scene_bomb, len(SCENE_BOMBS), False),
     "head-tamper": (head_tamper, HEAD_CASES, False),
     "head-bomb": (head_bomb, 2, False),
-    "model-tamper": (model_tamper, 18, False),
+    "model-tamper": (model_tamper, 21, False),
     "checkpoint": (checkpoint_case, 8, True),
     "train-data": (train_data, 2, False),
     "run-damaged": (run_damaged, 8, True),
