@@ -91,10 +91,12 @@ def run_export(options: ExportOptions, log: Log = print) -> ExportResult:
     bar = "embedding {} images (onnxruntime fp32)" if options.progress else None
     train_emb = embed_all(embed_ort, inputs.train_images, options.batch_size, bar and bar.format("train"))
     val_emb = embed_all(embed_ort, inputs.val_images, options.batch_size, bar and bar.format("val"))
-    head = _fit_head(inputs, options, train_emb, val_emb, log)
+    head = _fit_head(inputs, options, train_emb, val_emb)
+    val_accuracy = {"fp32": head_accuracy(head, val_emb, inputs.val_labels)}
+    for line in describe_head(head, val_accuracy["fp32"]):
+        log(line)
     parity, check_set = _prove_parity(inputs, options, embed_ort, head, val_emb, log)
 
-    val_accuracy = {"fp32": head_accuracy(head, val_emb, inputs.val_labels)}
     metadata = {**inputs.metadata, **head.metadata, "parity": parity.to_dict(), "precision": "fp32"}
     pairs: list[tuple[Path, bytes, dict]] = [(Path(options.output), float_bytes, metadata)]
     variants: dict[str, ParityReport] = {}
@@ -129,7 +131,7 @@ def check_request(options: ExportOptions) -> None:
     check_targets(options.model_paths, options.force)
 
 
-def _fit_head(inputs: RunInputs, options: ExportOptions, train_emb, val_emb, log: Log) -> Head:
+def _fit_head(inputs: RunInputs, options: ExportOptions, train_emb: np.ndarray, val_emb: np.ndarray) -> Head:
     """The head (prototypes, and the SVM unless --no-svm) on the onnxruntime fp32 embeddings, with the
     run's SVM settings overridden by --svm-c / --svm-class-weight; its fitting record in metadata."""
     from rfmml.export.fit_head import fit_export_head
@@ -137,7 +139,7 @@ def _fit_head(inputs: RunInputs, options: ExportOptions, train_emb, val_emb, log
     overrides: dict[str, object] = {"svm_c": options.svm_c} if options.svm_c else {}
     if options.svm_class_weight:
         overrides["svm_class_weight"] = options.svm_class_weight
-    head = fit_export_head(
+    return fit_export_head(
         train_emb,
         inputs.train_labels,
         val_emb,
@@ -147,9 +149,6 @@ def _fit_head(inputs: RunInputs, options: ExportOptions, train_emb, val_emb, log
         input_size=inputs.input_size,
         svm=options.svm,
     )
-    for line in describe_head(head, head_accuracy(head, val_emb, inputs.val_labels)):
-        log(line)
-    return head
 
 
 def describe_head(head: Head, val_accuracy: dict[str, float]) -> list[str]:
