@@ -160,7 +160,9 @@ def tile_name(world: World, rng: np.random.Generator, seed: int) -> Case:
     files = {odd_name(rng, i): world.valid_tile(i % 4, ".png") for i in range(int(rng.integers(1, 4)))}
     case = folder_case(world, "tile-name", seed, files, note=" | ".join(ascii(n) for n in files))
     out = Path(case.argv[case.argv.index("--out") + 1])
-    case.checks = [folder_rows(out, len(files) + 1), *case.checks[1:]]
+    tiles = os.fsencode(case.argv[case.argv.index("--out") - 1])
+    paths = [os.path.join(tiles, name) for name in [b"valid-0000.png", *files]]
+    case.checks = [folder_rows(out, paths), *case.checks[1:]]
     return case
 
 

@@ -71,8 +71,10 @@ def folder_csv(out: Path | None, classified: set[str], refused: set[str]) -> Che
     return check
 
 
-def folder_rows(out: Path, n_files: int) -> Check:
-    """Exit 0/3: the CSV has exactly one row per file in the folder (names written losslessly)."""
+def folder_rows(out: Path, files: list[bytes]) -> Check:  # files: full paths, as the CSV writes them
+    """Exit 0/3: the CSV has exactly one row per file, its path written as the runtime's documented
+    lossless text (``rfmml.runtime.output_files.path_text``: UTF-8, other bytes as \\xNN escapes)."""
+    from rfmml.runtime.output_files import path_text
 
     def check(outcome: Outcome) -> tuple[str, str] | None:
         if outcome.code not in (0, 3):
@@ -81,9 +83,11 @@ def folder_rows(out: Path, n_files: int) -> Check:
         rows = read_csv_rows(text) if text is not None else None
         if rows is None:
             return ("lost", f"CSV missing or incomplete: {out}")
-        if len(rows) != n_files:
-            return ("wrong", f"{len(rows)} CSV rows for {n_files} files")
-        return None
+        if len(rows) != len(files):
+            return ("wrong", f"{len(rows)} CSV rows for {len(files)} files")
+        written = {row.get("path", "") for row in rows}
+        missing = [name for name in files if path_text(name) not in written]
+        return ("wrong", f"name not written losslessly: {missing[0]!r}") if missing else None
 
     return check
 
