@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "fuzz")]
 
-from fuzz_families import FAMILIES, make_case  # noqa: E402
+from fuzz_families import FAMILIES, make_case, missing  # noqa: E402
 from fuzz_harness import KINDS, Verdict, run_case  # noqa: E402
 from fuzz_world import World, build_world  # noqa: E402
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fuzz: error: unknown families {unknown} (known: {', '.join(FAMILIES)})", file=sys.stderr)
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="rfmml-fuzz-"))
-    needs_run = args.repro is not None or any(FAMILIES[name][2] for name in families)
+    needs_run = args.repro is not None or any(FAMILIES[name][2] == "run" for name in families)
     with contextlib.redirect_stdout(io.StringIO()):  # the tiny training run's report
         world = build_world(work / "world", train=needs_run)
     if args.repro:
@@ -130,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Verdict]] = defaultdict(list)
     start = time.perf_counter()
     for family, count in plan(args.cases, families).items():
-        if FAMILIES[family][2] and world.run is None:
+        reason = missing(family, world)
+        if reason is not None:
+            print(f"{family}: skipped: {reason}", file=sys.stderr)
             continue
         began = time.perf_counter()
         results[family] = run_family(world, family, count, args.seed, args.keep)

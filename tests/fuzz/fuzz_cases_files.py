@@ -84,6 +84,23 @@ SAVABLE = {  # the modes Pillow writes in each format
     ".jpg": ("L", "CMYK", "YCbCr"),
     ".tif": ("L", "LA", "RGBA", "P", "1", "CMYK", "I;16", "I", "F"),
 }
+
+
+def tile_eurosat(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """Real EuroSAT JPEGs: one intact (must be classified) and 1-3 truncated / bit-flipped / spliced."""
+    pick = rng.choice(len(world.real_tiles), 4, replace=False)
+    intact = world.real_tiles[int(pick[0])]
+    files, notes = {b"intact.jpg": intact.read_bytes()}, []
+    for i in range(int(rng.integers(1, 4))):
+        kind, damaged = mutate(rng, world.real_tiles[int(pick[i + 1])].read_bytes())
+        files[f"damaged-{i}.jpg".encode()] = damaged
+        notes.append(kind)
+    case = folder_case(world, "tile-eurosat", seed, files, note=f"{intact.name}; " + "+".join(notes))
+    out = Path(case.argv[case.argv.index("--out") + 1])
+    case.checks[0] = folder_csv(out, {"valid-0000.png", "intact.jpg"}, set())
+    return case
+
+
 ODD_MODES = ("L", "LA", "RGBA", "P", "1", "CMYK", "I;16", "I", "F", "Pt", "YCbCr")
 
 

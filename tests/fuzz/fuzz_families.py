@@ -17,6 +17,7 @@ from fuzz_cases_files import (
     scene_mode,
     tile_bomb,
     tile_damaged,
+    tile_eurosat,
     tile_mode,
     tile_name,
     tile_random,
@@ -72,29 +73,40 @@ def valid_inputs(world: World, rng: np.random.Generator, seed: int) -> Case:
     return Case("valid", seed, "compare", argv, "ok", note="compare the tiny run", workdir=work)
 
 
-# family -> (generator, number of cases at the fast CI size, needs the training run)
+# family -> (generator, number of cases at the fast CI size, what it needs: "", "run" or "eurosat")
 FAMILIES: dict[str, tuple[Generator, int, bool]] = {
-    "valid": (valid_inputs, 5, True),
-    "tile-random": (tile_random, 20, False),
-    "tile-damaged": (tile_damaged, 50, False),
-    "tile-mode": (tile_mode, 25, False),
-    "tile-name": (tile_name, 15, False),
-    "tile-bomb": (tile_bomb, len(TILE_BOMBS), False),
-    "scene-damaged": (scene_damaged, 24, False),
-    "scene-mode": (scene_mode, 9, False),
-    "scene-bomb": (scene_bomb, len(SCENE_BOMBS), False),
-    "head-tamper": (head_tamper, HEAD_CASES, False),
-    "head-bomb": (head_bomb, 2, False),
-    "model-tamper": (model_tamper, 21, False),
-    "checkpoint": (checkpoint_case, 8, True),
-    "train-data": (train_data, 2, False),
-    "run-damaged": (run_damaged, 8, True),
-    "flags-train": (train_flags, 32, True),
-    "flags-export": (export_flags, 12, True),
-    "flags-infer": (infer_flags, 16, False),
-    "flags-compare": (compare_flags, 4, True),
-    "flags-demo": (demo_flags, 3, False),
+    "valid": (valid_inputs, 5, "run"),
+    "tile-random": (tile_random, 20, ""),
+    "tile-damaged": (tile_damaged, 50, ""),
+    "tile-eurosat": (tile_eurosat, 10, "eurosat"),
+    "tile-mode": (tile_mode, 25, ""),
+    "tile-name": (tile_name, 15, ""),
+    "tile-bomb": (tile_bomb, len(TILE_BOMBS), ""),
+    "scene-damaged": (scene_damaged, 24, ""),
+    "scene-mode": (scene_mode, 9, ""),
+    "scene-bomb": (scene_bomb, len(SCENE_BOMBS), ""),
+    "head-tamper": (head_tamper, HEAD_CASES, ""),
+    "head-bomb": (head_bomb, 2, ""),
+    "model-tamper": (model_tamper, 21, ""),
+    "checkpoint": (checkpoint_case, 8, "run"),
+    "train-data": (train_data, 2, ""),
+    "run-damaged": (run_damaged, 8, "run"),
+    "flags-train": (train_flags, 32, "run"),
+    "flags-export": (export_flags, 12, "run"),
+    "flags-infer": (infer_flags, 16, ""),
+    "flags-compare": (compare_flags, 4, "run"),
+    "flags-demo": (demo_flags, 3, ""),
 }
+
+
+def missing(family: str, world: World) -> str | None:
+    """Why ``family`` cannot run with this world (None: it can)."""
+    needs = FAMILIES[family][2]
+    if needs == "run" and world.run is None:
+        return "needs torch (rfmml[train]) for the tiny training run"
+    if needs == "eurosat" and not world.real_tiles:
+        return "EuroSAT not found beside the checkout (shared/data/EuroSAT): no real tiles to damage"
+    return None
 
 
 def make_case(family: str, seed: int, world: World) -> Case:

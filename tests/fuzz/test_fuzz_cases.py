@@ -8,7 +8,7 @@ Memory-bound families run in subprocesses under RLIMIT_AS. ``benchmarks/fuzz.py`
 from __future__ import annotations
 
 import pytest
-from fuzz_families import FAMILIES, make_case
+from fuzz_families import FAMILIES, make_case, missing
 from fuzz_harness import failures_report, run_case
 
 pytestmark = pytest.mark.fuzz
@@ -16,9 +16,10 @@ pytestmark = pytest.mark.fuzz
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_is_clean(family, fuzz_world):
-    generator, count, needs_run = FAMILIES[family]
-    if needs_run and fuzz_world.run is None:
-        pytest.skip("needs torch (rfmml[train]) for the tiny training run")
+    reason = missing(family, fuzz_world)
+    if reason is not None:
+        pytest.skip(reason)
+    count = FAMILIES[family][1]
     verdicts = [run_case(make_case(family, seed, fuzz_world)) for seed in range(count)]
     assert all(v.kind == "clean" for v in verdicts), (
         f"{sum(v.kind != 'clean' for v in verdicts)} of {len(verdicts)} {family} cases not clean:\n"
