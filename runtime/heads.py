@@ -80,10 +80,14 @@ class HeadScorer:
         self.kind = kind
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
-        """Raw scores [B, C] (float64): -distance for proto, decision values for svm."""
+        """Raw scores [B, C] (float64): -distance for proto, decision values for svm.
+
+        ArtifactError when the embeddings are not [B, D] with the head's D: the model and the head
+        do not belong together (a head edited after export still carries the model's digest)."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.head.embedding_dim:
-            raise ValueError(
-                f"embeddings of shape {embeddings.shape}, the head expects [batch, {self.head.embedding_dim}]"
+            raise ArtifactError(
+                f"the model gives embeddings of shape {tuple(embeddings.shape)} but the head expects "
+                f"[batch, {self.head.embedding_dim}]: the model and head do not belong together"
             )
         head = self.head
         if self.kind == "proto":

@@ -54,6 +54,15 @@ def test_one_distance_hand_computed():
     assert svm_logits(e[1:], coef, intercept, False).tolist() == [[3.5, 4.0]]
 
 
+def test_embeddings_of_another_dimension_are_a_one_line_artifact_error():
+    from rfmml.runtime.errors import ArtifactError
+
+    emb = np.eye(3, dtype=np.float32)
+    head = fit_head(emb, [0, 1, 2], CLASSES, CLASSES, distance="euclidean", input_size=(4, 4))
+    with pytest.raises(ArtifactError, match=r"shape \(2, 4\) but the head expects \[batch, 3\]"):
+        HeadScorer(head, "proto").logits(np.zeros((2, 4), np.float32))
+
+
 def test_saved_head_scores_exactly_like_the_fitted_one(tmp_path):
     train_images, train_labels = _part([20, 20, 5], seed=0)
     emb = MeanColour()(train_images)
