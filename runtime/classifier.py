@@ -14,10 +14,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rfmml.runtime.artifact import ArtifactError, Head, check_binding, default_head_path, load_head
+from rfmml.runtime.artifact import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ArtifactError,
+    Head,
+    check_binding,
+    default_head_path,
+    load_head,
+)
 from rfmml.runtime.heads import HeadScorer
 from rfmml.runtime.imageio import resize_rgb
-from rfmml.runtime.session import INPUT_NAME, OUTPUT_NAME, check_signature, create_session
+from rfmml.runtime.session import check_signature, create_session
 
 if TYPE_CHECKING:
     from rfmml.runtime.folder import FolderResult

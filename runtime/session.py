@@ -15,7 +15,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from rfmml.runtime.artifact import ArtifactError
+from rfmml.runtime.artifact import INPUT_NAME, OUTPUT_NAME, ArtifactError
 from rfmml.runtime.errors import InputError
 
 PROVIDER_ALIASES = {
@@ -23,8 +23,6 @@ PROVIDER_ALIASES = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-INPUT_NAME = "images"
-OUTPUT_NAME = "embeddings"
 
 
 def cuda_device_count() -> int:
