@@ -2,9 +2,9 @@
 unwritable paths, unknown choices, broken run folders. Every case must be refused with one line (exit
 2) before any work starts; a handful are documented as accepted with a warning (noted per case).
 
-Case ``seed`` picks the flag (``seed % len(table)``, the issue's reported values first) and the
-generator draws its value; the train cases carry the tiny budget, so an accepted bad value costs
-seconds, not minutes.
+Case ``seed`` picks the (flag, value) pair ``seed % n`` of the command's table (the issue's reported
+values first); the generator draws the contents of junk files. The train cases carry the tiny budget,
+so an accepted bad value costs seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -121,10 +121,15 @@ def _expect(flag: str, value: str) -> tuple[str, list]:
     return ("any", [warned_if_accepted(flag)]) if value == HUGE else ("error", [])
 
 
-def _pick(table, rng: np.random.Generator, seed: int) -> tuple[str, str, tuple[str, ...]]:
-    flag, values, extra = table[seed % len(table)]
-    value = values[0] if seed < len(table) else values[int(rng.integers(0, len(values)))]
-    return flag, value, extra
+def pairs(table) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Every (flag, value, extra flags) of a table, in order: seed k is pair k % len (the fast size runs
+    each once; longer runs repeat them with other random file contents)."""
+    return [(flag, value, extra) for flag, values, extra in table for value in values]
+
+
+def _pick(table, _rng: np.random.Generator, seed: int) -> tuple[str, str, tuple[str, ...]]:
+    every = pairs(table)
+    return every[seed % len(every)]
 
 
 def _file(work: Path, rng: np.random.Generator, name: str = "junk.bin") -> Path:

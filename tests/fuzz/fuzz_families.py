@@ -22,7 +22,19 @@ from fuzz_cases_files import (
     tile_name,
     tile_random,
 )
-from fuzz_cases_flags import compare_flags, demo_flags, export_flags, infer_flags, train_flags
+from fuzz_cases_flags import (
+    COMPARE_FLAGS,
+    DEMO_FLAGS,
+    EXPORT_FLAGS,
+    INFER_FLAGS,
+    TRAIN_FLAGS,
+    compare_flags,
+    demo_flags,
+    export_flags,
+    infer_flags,
+    pairs,
+    train_flags,
+)
 from fuzz_cases_runs import run_damaged
 from fuzz_cases_train import train_data
 from fuzz_checks import folder_csv
@@ -91,11 +103,11 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "checkpoint": (checkpoint_case, 8, "run"),
     "train-data": (train_data, 2, ""),
     "run-damaged": (run_damaged, 8, "run"),
-    "flags-train": (train_flags, 32, "run"),
-    "flags-export": (export_flags, 12, "run"),
-    "flags-infer": (infer_flags, 16, ""),
-    "flags-compare": (compare_flags, 4, "run"),
-    "flags-demo": (demo_flags, 3, ""),
+    "flags-train": (train_flags, len(pairs(TRAIN_FLAGS)), "run"),
+    "flags-export": (export_flags, len(pairs(EXPORT_FLAGS)), "run"),
+    "flags-infer": (infer_flags, len(pairs(INFER_FLAGS)), ""),
+    "flags-compare": (compare_flags, len(pairs(COMPARE_FLAGS)), "run"),
+    "flags-demo": (demo_flags, len(pairs(DEMO_FLAGS)), ""),
 }
 
 
