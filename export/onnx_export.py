@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 import warnings
 from contextlib import redirect_stdout
 from typing import TYPE_CHECKING
@@ -71,10 +72,30 @@ def export_onnx(
                 verbose=False,
             )
         except torch.onnx.OnnxExporterError as error:  # the network cannot be expressed at this opset
-            raise ExportError(f"torch.onnx cannot export this model at opset {opset}: {error}") from None
+            raise _exporter_failure(error, opset) from None
     data = program.model_proto.SerializeToString()
     check_onnx(data, opset=opset)
     return data
+
+
+def _exporter_failure(error: BaseException, opset: int) -> BaseException:
+    """What to raise for an exporter failure: KeyboardInterrupt when Ctrl-C caused it (torch wraps an
+    interrupt that hits its lazy imports into an OnnxExporterError), else a one-line ExportError
+    naming the root cause (the exporter's own message is a multi-line report with colour codes)."""
+    causes, seen = [], set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        causes.append(current)
+        current = current.__cause__ or current.__context__
+    if any(isinstance(cause, KeyboardInterrupt) for cause in causes):
+        return KeyboardInterrupt()
+    root = causes[-1]
+    reason = re.sub(r"\x1b\[[0-9;]*m", "", str(root)).strip().splitlines()
+    return ExportError(
+        f"torch.onnx cannot export this model at opset {opset}: {type(root).__name__}: "
+        f"{reason[0] if reason else 'no message'}"
+    )
 
 
 def half_precision(model: nn.Module) -> nn.Module:

@@ -191,3 +191,42 @@ def test_opset_asked_for_is_the_opset_written(tiny_model, tiny_onnx):
         check_onnx(tiny_onnx, opset=19)
     with pytest.raises(ExportError, match="choose 18 to"):
         export_onnx(tiny_model, INPUT_SIZE, opset=MAX_OPSET + 1)
+
+
+def _exporter_error(cause: BaseException) -> BaseException:
+    """An OnnxExporterError as torch raises it: a multi-line report, the failure as its cause."""
+    try:
+        raise cause
+    except BaseException as error:
+        try:
+            raise torch.onnx.OnnxExporterError("Failed to export.\n\x1b[96mstep 1/3\x1b[0m\nmore") from error
+        except torch.onnx.OnnxExporterError as wrapped:
+            return wrapped
+
+
+def test_exporter_failures_are_one_line_and_ctrl_c_stays_an_interrupt(tiny_model, monkeypatch):
+    from rfmml.runtime.errors import ExportError
+
+    def failing(cause):
+        def export(*args, **kwargs):
+            raise _exporter_error(cause)
+
+        return export
+
+    monkeypatch.setattr(torch.onnx, "export", failing(ValueError("unsupported operator aten::foo\ndetails")))
+    with pytest.raises(ExportError) as caught:
+        export_onnx(tiny_model, INPUT_SIZE)
+    assert str(caught.value) == (
+        "torch.onnx cannot export this model at opset 18: ValueError: unsupported operator aten::foo"
+    )
+    # Ctrl-C inside torch's lazy imports surfaces as an AttributeError wrapped by the exporter
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        try:
+            raise AttributeError("module 'torch._dynamo' has no attribute 'exc'")
+        except AttributeError as after_interrupt:
+            interrupted = after_interrupt
+    monkeypatch.setattr(torch.onnx, "export", failing(interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(tiny_model, INPUT_SIZE)
