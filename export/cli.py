@@ -33,6 +33,9 @@ Examples:
   rfmml-export --run runs/aid-s10 model.onnx --int8      # also model.int8.onnx + model.int8.npz
   rfmml-export --run runs/aid-s10 model.onnx --checkpoint last.pt --no-svm
   rfmml-export --run runs/aid-s10 model.onnx --data /mnt/AID --force   # data folder moved
+
+\b
+Exit codes: 0 written; 2 bad input or a failed check; 130 interrupted. Only 0 writes anything.
 """
 
 
