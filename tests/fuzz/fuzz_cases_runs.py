@@ -1,18 +1,79 @@
-"""Generator of cases on damaged run folders: ``rfmml-train --resume`` and ``rfmml-export --run`` after a
-power loss (torn metrics line), bit rot (flipped/truncated config, split, checkpoint) or a kill (stale
-temporaries, which the next command in that folder must remove)."""
+"""Generators of cases on checkpoints and run folders: malicious / damaged checkpoints through train
+--weights/--init/--resume and export --run; run folders damaged by a power loss (torn metrics line),
+bit rot (config, split, checkpoint) or a kill (stale temporaries, which the next command in that
+folder must remove), through ``rfmml-train --resume`` and ``rfmml-export --run``."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 from fuzz_bytes import mutate, random_bytes, truncated
-from fuzz_cases_artifacts import EXPORT_QUICK
-from fuzz_checks import no_temp_files
+from fuzz_checks import PREVIOUS, marker_absent, no_temp_files, previous_kept
 from fuzz_harness import Case
-from fuzz_world import World, fresh_copy
+from fuzz_world import TINY_TRAIN, World, fresh_copy
+
+EXPORT_QUICK = ("--no-progress", "--parity-images", "4", "--no-svm")
+CHECKPOINT_KINDS = (
+    "export evil",
+    "export damaged",
+    "train weights evil",
+    "train weights tensor",
+    "train weights list",
+    "train weights junk",
+    "train init evil",
+    "train resume evil",
+)
+
+
+def checkpoint_case(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """A malicious pickle (its unpickling would create a marker file: it must not), a damaged checkpoint
+    or a --weights file holding a tensor / list / junk, through train --weights/--init/--resume and
+    export --run."""
+    import torch
+
+    work = world.scratch("checkpoint")
+    kind = CHECKPOINT_KINDS[seed % len(CHECKPOINT_KINDS)]
+    run = fresh_copy(world.run, work / "run")
+    (run / "eval.json").unlink(missing_ok=True)
+    expect = "error"
+    if kind == "export damaged":
+        how, data = mutate(rng, (run / "best.pt").read_bytes())
+        (run / "best.pt").write_bytes(data)
+        expect, kind = ("error" if how == "truncated" else "any"), f"export {how} best.pt"
+    elif "evil" in kind:
+        target = {"export": "best.pt", "init": "best.pt", "resume": "last.pt"}.get(kind.split()[1], "best.pt")
+        shutil.copyfile(world.evil, run / target)
+    weights = work / "weights.pt"
+    if kind == "train weights evil":
+        shutil.copyfile(world.evil, weights)
+    elif kind == "train weights tensor":
+        torch.save(torch.zeros(3), weights)
+    elif kind == "train weights list":
+        torch.save([1, 2, 3], weights)
+    elif kind == "train weights junk":
+        weights.write_bytes(random_bytes(rng, 1, 2048))
+    argv = _checkpoint_argv(kind, run, work, weights)
+    command = "export" if kind.startswith("export") else "train"
+    checks = [marker_absent(world.marker), no_temp_files(run), no_temp_files(work)]
+    if command == "export":  # --force over a previous pair: a failed export leaves it as it was
+        for name in ("model.onnx", "model.npz"):
+            (work / name).write_bytes(PREVIOUS)
+        checks.append(previous_kept([work / "model.onnx", work / "model.npz"]))
+    return Case("checkpoint", seed, command, argv, expect, checks, note=kind, workdir=work)
+
+
+def _checkpoint_argv(kind: str, run: Path, work: Path, weights: Path) -> list[str]:
+    if kind.startswith("export"):
+        return ["--run", str(run), str(work / "model.onnx"), "--force", *EXPORT_QUICK]
+    if kind == "train resume evil":
+        return ["--resume", str(run), "--no-cache"]
+    if kind == "train init evil":
+        return ["--init", str(run), "--out", str(work / "new"), *TINY_TRAIN]
+    return ["--weights", str(weights), "--backbone", "conv4", "--out", str(work / "new"), *TINY_TRAIN]
+
 
 RUN_DAMAGES = (
     "torn metrics line",

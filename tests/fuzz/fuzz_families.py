@@ -6,15 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from fuzz_cases_artifacts import HEAD_CASES, checkpoint_case, head_bomb, head_tamper, model_tamper
+from fuzz_cases_artifacts import HEAD_CASES, head_bomb, head_tamper, model_tamper
 from fuzz_cases_files import (
-    SCENE_BOMBS,
     TILE_BOMBS,
-    scene_bomb,
-    scene_case,
-    scene_damaged,
-    scene_expected_classes,
-    scene_mode,
     tile_bomb,
     tile_damaged,
     tile_eurosat,
@@ -35,7 +29,15 @@ from fuzz_cases_flags import (
     pairs,
     train_flags,
 )
-from fuzz_cases_runs import run_damaged
+from fuzz_cases_runs import checkpoint_case, run_damaged
+from fuzz_cases_scenes import (
+    SCENE_BOMBS,
+    scene_bomb,
+    scene_case,
+    scene_damaged,
+    scene_expected_classes,
+    scene_mode,
+)
 from fuzz_cases_train import train_data
 from fuzz_checks import folder_csv
 from fuzz_harness import Case
