@@ -198,3 +198,46 @@ def tile_bomb(world: World, rng: np.random.Generator, seed: int) -> Case:
     maker = {".png": png_bomb, ".jpg": jpeg_bomb, ".tif": lambda w, h: tiff_bomb(w, h, geo=False)}
     data = maker[name[-4:]](width, height)
     return folder_case(world, "tile-bomb", seed, {name.encode(): data}, {name}, memory=True, note=name)
+
+
+SPECIAL_FILES = ("fifo", "dangling symlink", "symlink loop", "folder named .png", "symlink to /dev/zero",
+                 "symlink to /dev/urandom", "sparse 8 GiB file", "symlink to its own folder")  # fmt: skip
+
+
+def _make_special(folder: Path, kind: str, index: int) -> str:
+    """Create one special entry in ``folder``; returns its name."""
+    name = f"special-{index}.png"
+    path = folder / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dangling symlink":
+        path.symlink_to(folder / "does-not-exist.png")
+    elif kind == "symlink loop":
+        path.symlink_to(path)
+    elif kind == "folder named .png":
+        path.mkdir()
+    elif kind.startswith("symlink to /dev/"):
+        path.symlink_to(kind.split(" ")[-1])
+    elif kind == "sparse 8 GiB file":
+        with open(path, "wb") as handle:
+            handle.truncate(8 << 30)
+    else:
+        name = f"loop-{index}"
+        (folder / name).symlink_to(folder, target_is_directory=True)
+    return name
+
+
+def tile_special(world: World, rng: np.random.Generator, seed: int) -> Case:
+    """Special entries among the tiles (a FIFO, dangling / looping symlinks, links to /dev/zero, a folder
+    named like an image, a sparse 8 GiB file, a link back to the folder): listed or ignored, never a
+    hang, a crash or unbounded reading (memory-bound)."""
+    case = folder_case(world, "tile-special", seed, {}, memory=True)
+    tiles = Path(case.argv[case.argv.index("--out") - 1])
+    kinds = [SPECIAL_FILES[seed % len(SPECIAL_FILES)]]
+    if seed >= len(SPECIAL_FILES):
+        kinds += [SPECIAL_FILES[int(i)] for i in rng.integers(0, len(SPECIAL_FILES), 2)]
+    refused = {_make_special(tiles, kind, i) for i, kind in enumerate(kinds)}
+    out = Path(case.argv[case.argv.index("--out") + 1])
+    case.checks[0] = folder_csv(out, {"valid-0000.png"}, refused)
+    case.note = ", ".join(kinds)
+    return case

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 from fuzz_cases_artifacts import HEAD_CASES, head_bomb, head_tamper, model_tamper
 from fuzz_cases_files import (
+    SPECIAL_FILES,
     TILE_BOMBS,
     tile_bomb,
     tile_damaged,
@@ -15,6 +16,7 @@ from fuzz_cases_files import (
     tile_mode,
     tile_name,
     tile_random,
+    tile_special,
 )
 from fuzz_cases_flags import (
     COMPARE_FLAGS,
@@ -96,6 +98,7 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "tile-mode": (tile_mode, 25, ""),
     "tile-name": (tile_name, 15, ""),
     "tile-bomb": (tile_bomb, len(TILE_BOMBS), ""),
+    "tile-special": (tile_special, len(SPECIAL_FILES), ""),
     "scene-damaged": (scene_damaged, 24, ""),
     "scene-mode": (scene_mode, 9, ""),
     "scene-bomb": (scene_bomb, len(SCENE_BOMBS), ""),
