@@ -81,6 +81,9 @@ def test_head_contents(synthetic_run, exported):
     assert head.train_counts.tolist() == np.bincount(labels.numpy()).tolist()
     assert head.majority.tolist() == [c in loaded.split.majority for c in loaded.split.classes]
     assert head.has_svm and head.metadata["svm"]["class_weight"] == "balanced"
+    # provenance: the checkpoint's position (best.pt of the last validation)
+    assert head.metadata["step"] == loaded.checkpoint["step"] and head.metadata["step"] > 0
+    assert head.metadata["unit"] == loaded.checkpoint["unit"]
     parity = head.metadata["parity"]
     assert parity["passed"] and parity["max_rel_diff"] <= 1e-4 and 1 in parity["batch_sizes"]
     assert any(size % 2 for size in parity["batch_sizes"] if size > 1)
