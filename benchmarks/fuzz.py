@@ -125,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     needs_run = args.repro is not None or any(FAMILIES[name][2] == "run" for name in families)
     with contextlib.redirect_stdout(io.StringIO()):  # the tiny training run's report
         world = build_world(work / "world", train=needs_run)
+    try:
+        return _run(world, args, families, work)
+    finally:
+        world.close()
+
+
+def _run(world: World, args: argparse.Namespace, families: list[str], work: Path) -> int:
     if args.repro:
         return repro(world, args.repro)
     results: dict[str, list[Verdict]] = defaultdict(list)

@@ -175,6 +175,20 @@ def error_names(flag: str, value: str) -> Check:
     return check
 
 
+def error_names_file_in(folder: Path) -> Check:
+    """Exit 2: the error line names the file it could not write (a path inside ``folder``)."""
+
+    def check(outcome: Outcome) -> tuple[str, str] | None:
+        if outcome.code != 2:
+            return None
+        line = next((x for x in outcome.stderr.splitlines() if ": error:" in x), "")
+        return (
+            None if str(folder) in line else ("wrong", "the error does not name the file it could not write")
+        )
+
+    return check
+
+
 def warned_if_accepted(flag: str) -> Check:
     """A value accepted (exit 0) only with a one-line warning naming ``flag`` (e.g. capped to the CPUs)."""
 

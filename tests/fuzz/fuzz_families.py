@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 from fuzz_cases_artifacts import HEAD_CASES, head_bomb, head_tamper, model_tamper
+from fuzz_cases_disk import full_disk
 from fuzz_cases_files import (
     SPECIAL_FILES,
     TILE_BOMBS,
@@ -89,7 +90,7 @@ def valid_inputs(world: World, rng: np.random.Generator, seed: int) -> Case:
     return Case("valid", seed, "compare", argv, "ok", note="compare the tiny run", workdir=work)
 
 
-# family -> (generator, number of cases at the fast CI size, what it needs: "", "run" or "eurosat")
+# family -> (generator, number of cases at the fast CI size, what it needs: "", "run", "disk", "eurosat")
 FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "valid": (valid_inputs, 5, "run"),
     "tile-random": (tile_random, 20, ""),
@@ -108,6 +109,7 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "checkpoint": (checkpoint_case, 8, "run"),
     "train-data": (train_data, 2, ""),
     "run-damaged": (run_damaged, 8, "run"),
+    "full-disk": (full_disk, 8, "disk"),
     "flags-train": (train_flags, len(pairs(TRAIN_FLAGS)), "run"),
     "flags-export": (export_flags, len(pairs(EXPORT_FLAGS)), "run"),
     "flags-infer": (infer_flags, len(pairs(INFER_FLAGS)), ""),
@@ -121,6 +123,8 @@ def missing(family: str, world: World) -> str | None:
     needs = FAMILIES[family][2]
     if needs == "run" and world.run is None:
         return "needs torch (rfmml[train]) for the tiny training run"
+    if needs == "disk" and (world.disk is None or world.run is None):
+        return "needs a small tmpfs (mount, as root) and the tiny training run"
     if needs == "eurosat" and not world.real_tiles:
         return "EuroSAT not found beside the checkout (shared/data/EuroSAT): no real tiles to damage"
     return None

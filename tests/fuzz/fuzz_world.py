@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ TINY_TRAIN = [
     "--image-size", "16", "--ret-episodes", "4", "--acf-episodes", "2", "--val-every", "2",
     "--log-every", "2", "--no-progress", "--no-cache", "--svm-c", "1", "--threads", "1",
 ]  # fmt: skip
+DISK_BYTES = 2 << 20  # the full-disk tmpfs: a model pair (~0.5 MiB) fits when it is empty
 SCENE_SIDE = 128  # the small GeoTIFF scene: 4 x 4 tiles of 32 px, one class colour per quadrant
 
 
@@ -27,7 +30,7 @@ class World:
     tiles: suffix -> bytes of a valid tile of class 0; real_tiles: EuroSAT JPEGs (empty when absent);
     scene: a small quadrant GeoTIFF; real_scenes: the shared Landsat/NAIP scenes present;
     run: a tiny finished training run (None when torch is not installed); evil: a .pt whose unpickling
-    would create ``marker``."""
+    would create ``marker``. Call :meth:`close` at the end (unmounts ``disk``)."""
 
     root: Path
     model: Path
@@ -39,6 +42,7 @@ class World:
     run: Path | None
     evil: Path | None
     marker: Path
+    disk: Path | None = None  # a small mounted tmpfs for full-disk cases (None where mounting fails)
     _counter: itertools.count = field(default_factory=itertools.count)
 
     def scratch(self, name: str) -> Path:
@@ -46,6 +50,11 @@ class World:
         folder = self.root / "cases" / f"{next(self._counter):05d}-{name}"
         folder.mkdir(parents=True)
         return folder
+
+    def close(self) -> None:
+        if self.disk is not None:
+            subprocess.run(["umount", str(self.disk)], capture_output=True, check=False)
+            self.disk = None
 
     def valid_tile(self, label: int, suffix: str = ".png") -> bytes:
         return encode(uniform_tile(label), suffix)
@@ -98,8 +107,19 @@ def _train_run(folder: Path) -> Path | None:
     return run
 
 
-def build_world(root: Path, train: bool = True) -> World:
-    """Everything the generators need, under ``root`` (train=False: no training run, for speed)."""
+def mount_small_disk(path: Path, size: int = DISK_BYTES) -> Path | None:
+    """A ``size``-byte tmpfs mounted at ``path`` (None where mounting is not allowed: not root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        return None
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, check=False)  # fmt: skip
+    return path if done.returncode == 0 else None
+
+
+def build_world(root: Path, train: bool = True, disk: bool = True) -> World:
+    """Everything the generators need, under ``root`` (train=False: no training run, for speed;
+    disk=False: no tmpfs). Call ``world.close()`` when done."""
     root.mkdir(parents=True, exist_ok=True)
     pair = root / "pair"
     pair.mkdir(exist_ok=True)
@@ -110,8 +130,9 @@ def build_world(root: Path, train: bool = True) -> World:
     marker = root / "PICKLE_RAN"
     evil = _evil_checkpoint(root, marker) if train else None
     run = _train_run(root) if train else None
+    small_disk = mount_small_disk(root / "small-disk") if disk else None
     return World(root, model, model.with_suffix(".npz"), tiles, real_tiles, scene,
-                 [p for p in (LANDSAT, NAIP) if p.is_file()], run, evil, marker)  # fmt: skip
+                 [p for p in (LANDSAT, NAIP) if p.is_file()], run, evil, marker, small_disk)  # fmt: skip
 
 
 def fresh_copy(source: Path, target: Path) -> Path:
