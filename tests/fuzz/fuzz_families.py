@@ -42,6 +42,7 @@ from fuzz_cases_scenes import (
     scene_mode,
 )
 from fuzz_cases_train import train_data
+from fuzz_cases_writers import two_writers
 from fuzz_checks import folder_csv
 from fuzz_harness import Case
 from fuzz_world import World, fresh_copy
@@ -110,6 +111,7 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "train-data": (train_data, 2, ""),
     "run-damaged": (run_damaged, 8, "run"),
     "full-disk": (full_disk, 8, "disk"),
+    "two-writers": (two_writers, 2, "run"),
     "flags-train": (train_flags, len(pairs(TRAIN_FLAGS)), "run"),
     "flags-export": (export_flags, len(pairs(EXPORT_FLAGS)), "run"),
     "flags-infer": (infer_flags, len(pairs(INFER_FLAGS)), ""),

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("rfmml.runtime.cli", "rfmml-infer"),
     "compare": ("rfmml.trainer.compare", "rfmml-compare"),
     "demo": ("rfmml.export.demo", "rfmml-demo"),
+    "two-writers": ("fuzz_two_writers", "rfmml-two-writers"),  # two processes of one command (tests only)
 }
 CLEAN_CODES = (0, 2, 3)
 KINDS = ("clean", "crash", "hang", "wrong", "lost")
@@ -246,7 +247,11 @@ TORCH_MEMORY_LIMIT = 6 << 30  # torch maps its CUDA libraries at import: more ad
 
 def run_case(case: Case, memory_limit: int | None = None) -> Verdict:
     if memory_limit is None:
-        memory_limit = TORCH_MEMORY_LIMIT if case.command in ("train", "export", "demo") else MEMORY_LIMIT
+        torch_commands = ("train", "export", "demo")
+        uses_torch = case.command in torch_commands or (
+            case.command == "two-writers" and case.argv[0] in torch_commands
+        )
+        memory_limit = TORCH_MEMORY_LIMIT if uses_torch else MEMORY_LIMIT
     outcome = run_in_subprocess(case, memory_limit) if case.memory else run_in_process(case)
     return classify(case, outcome)
 
