@@ -78,7 +78,7 @@ def _checkpoint_argv(kind: str, run: Path, work: Path, weights: Path) -> list[st
 RUN_DAMAGES = (
     "torn metrics line",
     "stale checkpoint temporaries",
-    "stale export partials",
+    "stale export temporaries",
     "junk after metrics",
     "config damaged",
     "split damaged",
@@ -94,6 +94,12 @@ def _dead_pid() -> int:
     return child.pid
 
 
+def stale_temporary(folder: Path, name: str, tag: str) -> Path:
+    """The temporary a killed ``tag`` writer leaves for ``name``, in the documented scheme of
+    ``rfmml.runtime.atomic_files.temporary_for``: ``.<name>.<tag>.<pid>-<n>.tmp`` (pid: a dead one)."""
+    return folder / f".{name}.{tag}.{_dead_pid()}-1.tmp"
+
+
 def _torn(path: Path, rng: np.random.Generator) -> None:
     lines = path.read_bytes().splitlines(keepends=True)
     last = lines[-1]
@@ -107,11 +113,11 @@ def _damage(run: Path, out: Path, kind: str, rng: np.random.Generator) -> str:
         return "ok"
     if kind == "stale checkpoint temporaries":
         for name in ("last.pt", "best.pt", "metrics.jsonl"):
-            (run / f".{name}.{int(rng.integers(1e6))}.tmp").write_bytes(random_bytes(rng, 1, 256))
+            stale_temporary(run, name, "rfmml-train").write_bytes(random_bytes(rng, 1, 256))
         return "ok"
-    if kind == "stale export partials":
+    if kind == "stale export temporaries":
         for name in ("model.onnx", "model.npz"):
-            (out / f".{name}.{_dead_pid()}.partial").write_bytes(random_bytes(rng, 1, 256))
+            stale_temporary(out, name, "rfmml-export").write_bytes(random_bytes(rng, 1, 256))
         return "ok"
     if kind == "junk after metrics":
         with open(run / "metrics.jsonl", "ab") as handle:
@@ -126,7 +132,7 @@ def _damage(run: Path, out: Path, kind: str, rng: np.random.Generator) -> str:
 
 def run_damaged(world: World, rng: np.random.Generator, seed: int) -> Case:
     """A copy of the tiny run, unfinished (eval.json removed) and damaged one way, then resumed (or, for
-    export partials, exported): a torn last metrics line is dropped (exit 0), stale temporaries are
+    export temporaries, exported): a torn last metrics line is dropped (exit 0), stale temporaries are
     removed, any other damage is a one-line error or a clean resume, never a crash."""
     work = world.scratch("run-damaged")
     run = fresh_copy(world.run, work / "run")
@@ -135,7 +141,7 @@ def run_damaged(world: World, rng: np.random.Generator, seed: int) -> Case:
     out.mkdir()
     kind = RUN_DAMAGES[seed % len(RUN_DAMAGES)]
     expect = _damage(run, out, kind, rng)
-    if kind == "stale export partials":
+    if kind == "stale export temporaries":
         (run / "eval.json").write_bytes((world.run / "eval.json").read_bytes())
         argv = ["--run", str(run), str(out / "model.onnx"), *EXPORT_QUICK]
         command = "export"
