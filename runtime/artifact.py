@@ -4,6 +4,11 @@ Defined once, here: the graph's tensor names, the distances and head kinds, the 
 dtypes and shapes. ``rfmml.export`` writes the head with :func:`save_head`, the runtime reads it with
 :func:`load_head`, which trusts nothing: the zip directory and every ``.npy`` header are checked
 before any array is read (see ``rfmml.runtime.safe_npz``), then every value.
+
+A head changed by ``rfmml-enroll`` carries its enrolment record (five ``enrolment_*`` arrays, one
+entry per class added, replaced or removed); a head without one has exactly the keys of before, so
+heads written before the record existed load unchanged and the format version stays 1 (a runtime
+older than the record refuses an enrolled head naming the unknown ``enrolment_*`` member).
 """
 
 from __future__ import annotations
@@ -18,8 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-# re-exported until every writer imports them from rfmml.runtime.atomic_files
-from rfmml.runtime.atomic_files import atomic_write, atomic_write_bytes, umask_mode  # noqa: F401
+from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.runtime.errors import ArtifactError
 from rfmml.runtime.safe_npz import NpyHeader, read_npz
 
@@ -31,11 +35,13 @@ HEAD_KINDS = ("proto", "svm")
 MAX_CLASSES = 255  # class maps are uint8 and 255 marks a skipped tile
 MAX_EMBEDDING_DIM = 1 << 16
 MAX_INPUT_SIDE = 1 << 14
+ENROLMENT_ACTIONS = ("add", "replace", "remove")
+MAX_ENROLMENTS = 4096  # entries in one head's enrolment record
 
 
 class _Spec(NamedTuple):
-    """One key of the head file: accepted dtype kinds, shape ("C" classes, "D" embedding dim), and
-    for text the longest string in characters."""
+    """One key of the head file: accepted dtype kinds, shape ("C" classes, "D" embedding dim, "E"
+    enrolment entries), and for text the longest string in characters."""
 
     kinds: str
     shape: tuple[int | str, ...]
@@ -56,6 +62,11 @@ HEAD_SCHEMA: dict[str, _Spec] = {
     "svm_coef": _Spec("f", ("C", "D")),
     "svm_intercept": _Spec("f", ("C",)),
     "svm_l2_normalize": _Spec("b", ()),
+    "enrolment_action": _Spec("U", ("E",), 16),
+    "enrolment_class": _Spec("U", ("E",), 1024),
+    "enrolment_tiles": _Spec("iu", ("E",)),
+    "enrolment_sha256": _Spec("U", ("E",), 64),
+    "enrolment_date": _Spec("U", ("E",), 32),
 }
 REQUIRED_KEYS = (
     "format_version",
@@ -69,8 +80,27 @@ REQUIRED_KEYS = (
     "onnx_sha256",
 )
 SVM_KEYS = ("svm_coef", "svm_intercept", "svm_l2_normalize")
+ENROLMENT_KEYS = (
+    "enrolment_action",
+    "enrolment_class",
+    "enrolment_tiles",
+    "enrolment_sha256",
+    "enrolment_date",
+)
 # the largest member a valid head can hold: a float64 [C, D] array at the limits, or the metadata text
 MAX_MEMBER_BYTES = max(MAX_CLASSES * MAX_EMBEDDING_DIM * 8, 4 * HEAD_SCHEMA["metadata_json"].max_chars) + 4096
+
+
+class Enrolment(NamedTuple):
+    """One entry of a head's enrolment record: ``action`` ("add", "replace" or "remove") on class
+    ``class_name`` with ``tiles`` tiles, ``sha256`` the digest of those tiles (see
+    ``rfmml.runtime.enroll.tiles_digest``; both 0 and "" for a removal), ``date`` ISO 8601 UTC."""
+
+    action: str
+    class_name: str
+    tiles: int
+    sha256: str
+    date: str
 
 
 @dataclass(frozen=True)
@@ -80,7 +110,7 @@ class Head:
     prototypes: float32 [C, D]; svm_coef: float32 [C, D] or None; svm_intercept: float32 [C] or None
     (-inf for a class that must never win); majority: bool [C]; train_counts: int64 [C]; input_size:
     (H, W) of the model's input. metadata: small JSON-able dict (parity report, run info), stored as a
-    JSON string.
+    JSON string. enrolments: what ``rfmml-enroll`` changed since export, oldest first (empty: none).
     """
 
     class_names: tuple[str, ...]
@@ -94,6 +124,7 @@ class Head:
     svm_l2_normalize: bool = True
     onnx_sha256: str = ""
     metadata: dict = field(default_factory=dict)
+    enrolments: tuple[Enrolment, ...] = ()
 
     @property
     def embedding_dim(self) -> int:
@@ -142,8 +173,20 @@ def head_arrays(head: Head) -> dict[str, np.ndarray]:
         arrays["svm_coef"] = np.asarray(head.svm_coef, dtype=np.float32)
         arrays["svm_intercept"] = np.asarray(head.svm_intercept, dtype=np.float32)
         arrays["svm_l2_normalize"] = np.array(bool(head.svm_l2_normalize))
+    if head.enrolments:
+        arrays.update(_enrolment_arrays(head.enrolments))
     headers = {key: NpyHeader(a.shape, a.dtype, a.nbytes) for key, a in arrays.items()}
     _refuse("cannot write", _header_problems(headers) or _value_problems(arrays))
+    return arrays
+
+
+def _enrolment_arrays(enrolments: tuple[Enrolment, ...]) -> dict[str, np.ndarray]:
+    """The record as plain arrays of E entries (text as unicode, tiles as int64)."""
+    columns = list(zip(*enrolments, strict=True))
+    arrays = {
+        key: np.array(column, dtype=np.str_) for key, column in zip(ENROLMENT_KEYS, columns, strict=True)
+    }
+    arrays["enrolment_tiles"] = np.array(columns[2], dtype=np.int64)
     return arrays
 
 
@@ -193,15 +236,21 @@ def _check_headers(headers: dict[str, NpyHeader], path: Path) -> None:
 def _header_problems(headers: dict[str, NpyHeader]) -> list[str]:
     """Problems with the declared dtypes and shapes (nothing read yet): C from class_names, D from
     the prototypes, every other shape must follow from them."""
-    svm = [key for key in SVM_KEYS if key in headers]
-    if svm and len(svm) != len(SVM_KEYS):
-        return [f"{', '.join(SVM_KEYS)} go together, found only {', '.join(svm)}"]
+    for group in (SVM_KEYS, ENROLMENT_KEYS):
+        found = [key for key in group if key in headers]
+        if found and len(found) != len(group):
+            return [f"{', '.join(group)} go together, found only {', '.join(found)}"]
     names, prototypes = headers["class_names"].shape, headers["prototypes"].shape
     if len(names) != 1 or not 1 <= names[0] <= MAX_CLASSES:
         return [f"class_names of shape {names} (1..{MAX_CLASSES} classes: 255 marks skipped tiles)"]
     if len(prototypes) != 2 or not 1 <= prototypes[1] <= MAX_EMBEDDING_DIM:
         return [f"prototypes of shape {prototypes} (expected [C, D] with D <= {MAX_EMBEDDING_DIM})"]
     dims = {"C": names[0], "D": prototypes[1]}
+    if "enrolment_class" in headers:
+        entries = headers["enrolment_class"].shape
+        if len(entries) != 1 or not 1 <= entries[0] <= MAX_ENROLMENTS:
+            return [f"enrolment_class of shape {entries} (1..{MAX_ENROLMENTS} entries)"]
+        dims["E"] = entries[0]
     problems = []
     for key, header in headers.items():
         spec = HEAD_SCHEMA[key]
@@ -233,6 +282,8 @@ def _value_problems(arrays: dict[str, np.ndarray]) -> list[str]:
         problems.append("negative train_counts")
     if "svm_coef" in arrays:
         problems += _svm_problems(arrays["svm_coef"], arrays["svm_intercept"])
+    if "enrolment_action" in arrays:
+        problems += _enrolment_problems(arrays)
     if "metadata_json" in arrays and not _is_json_object(str(arrays["metadata_json"])):
         problems.append("metadata_json is not a JSON object")
     return problems
@@ -246,6 +297,16 @@ def _svm_problems(coef: np.ndarray, intercept: np.ndarray) -> list[str]:
         problems.append("non-finite svm_coef")
     if np.any(np.isnan(intercept) | (intercept == np.inf)) or not np.any(np.isfinite(intercept)):
         problems.append("svm_intercept must be finite (or -inf for a class that never wins)")
+    return problems
+
+
+def _enrolment_problems(arrays: dict[str, np.ndarray]) -> list[str]:
+    """The record must say what was done: known actions, non-negative tile counts."""
+    problems = []
+    if not set(arrays["enrolment_action"].tolist()) <= set(ENROLMENT_ACTIONS):
+        problems.append(f"enrolment_action not in {ENROLMENT_ACTIONS}")
+    if np.any(arrays["enrolment_tiles"] < 0):
+        problems.append("negative enrolment_tiles")
     return problems
 
 
@@ -270,6 +331,17 @@ def _head_from_arrays(arrays: dict[str, np.ndarray]) -> Head:
         svm_l2_normalize=bool(arrays["svm_l2_normalize"]) if has_svm else True,
         onnx_sha256=str(arrays["onnx_sha256"]),
         metadata=json.loads(str(arrays["metadata_json"])) if "metadata_json" in arrays else {},
+        enrolments=_enrolments_from_arrays(arrays),
+    )
+
+
+def _enrolments_from_arrays(arrays: dict[str, np.ndarray]) -> tuple[Enrolment, ...]:
+    if "enrolment_action" not in arrays:
+        return ()
+    columns = [arrays[key].tolist() for key in ENROLMENT_KEYS]
+    return tuple(
+        Enrolment(str(action), str(name), int(tiles), str(digest), str(date))
+        for action, name, tiles, digest, date in zip(*columns, strict=True)
     )
 
 

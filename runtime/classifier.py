@@ -5,12 +5,14 @@ clf = Classifier.load("model.onnx")             # finds model.npz, checks the di
 labels, scores = clf.predict(batch_uint8_nhwc)   # [B] int64 class indices, [B] float32 scores
 result = clf.classify_scene("scene.tif", tile=64)
 folder = clf.classify_folder("tiles/")
+clf2 = clf.enroll("Greenhouses", "tiles/greenhouses/")   # a new class from a handful of tiles
+save_head("model-v2.npz", clf2.head)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,8 +30,8 @@ from rfmml.runtime.imageio import resize_rgb
 from rfmml.runtime.session import check_signature, create_session
 
 if TYPE_CHECKING:
+    from rfmml.runtime.enroll_tiles import ImageSource
     from rfmml.runtime.folder import FolderResult
-    from rfmml.runtime.progress import Progress
     from rfmml.runtime.scene import SceneResult
 
 
@@ -137,43 +139,34 @@ class Classifier:
         return self.scorer.scores(self.embed(images))
 
     # -- whole inputs -------------------------------------------------------------------------------
-    def classify_scene(
-        self,
-        path: str | Path,
-        tile: int | None = None,
-        stride: int | None = None,
-        *,
-        batch: int = 64,
-        top_k: int = 3,
-        bands: tuple[int, int, int] | None = None,
-        zero_collar: bool = True,
-        progress: Progress | None = None,
-    ) -> SceneResult:
-        """Tile a scene and classify every tile: :func:`rfmml.runtime.scene.classify_scene`."""
+    def classify_scene(self, path: str | Path, **options: Any) -> SceneResult:
+        """Tile a scene and classify every tile: :func:`rfmml.runtime.scene.classify_scene` (its
+        keyword ``options``: tile, stride, batch, top_k, bands, zero_collar, progress)."""
         from rfmml.runtime.scene import classify_scene
 
-        return classify_scene(
-            self,
-            path,
-            tile=tile,
-            stride=stride,
-            batch=batch,
-            top_k=top_k,
-            bands=bands,
-            zero_collar=zero_collar,
-            progress=progress,
-        )
+        return classify_scene(self, path, **options)
 
-    def classify_folder(
-        self,
-        folder: str | Path,
-        *,
-        batch: int = 64,
-        top_k: int = 3,
-        workers: int = 0,
-        progress: Progress | None = None,
-    ) -> FolderResult:
-        """Classify every image under ``folder``: :func:`rfmml.runtime.folder.classify_folder`."""
+    def classify_folder(self, folder: str | Path, **options: Any) -> FolderResult:
+        """Classify every image under ``folder``: :func:`rfmml.runtime.folder.classify_folder` (its
+        keyword ``options``: batch, top_k, workers, progress)."""
         from rfmml.runtime.folder import classify_folder
 
-        return classify_folder(self, folder, batch=batch, top_k=top_k, workers=workers, progress=progress)
+        return classify_folder(self, folder, **options)
+
+    # -- enrolment ----------------------------------------------------------------------------------
+    def enroll(self, name: str, images: ImageSource, *, replace: bool = False) -> Classifier:
+        """A new classifier whose head has class ``name`` added (or recomputed, ``replace=True``) from
+        ``images`` (a folder, image files, or uint8 pixels [N, H, W, 3]): its prototype is the mean of
+        their embeddings. Proto head; this classifier is unchanged. See :mod:`rfmml.runtime.enroll`;
+        write the new head with :func:`rfmml.runtime.artifact.save_head` (``clf.head``)."""
+        from rfmml.runtime.enroll import EnrolPlan, enrol
+
+        pair = ((name, images),)
+        plan = EnrolPlan(replaces=pair) if replace else EnrolPlan(adds=pair)
+        return Classifier(self.session, enrol(self, plan), "proto", self.model_path)
+
+    def remove(self, name: str) -> Classifier:
+        """A new classifier whose head no longer has class ``name`` (at least 2 classes remain)."""
+        from rfmml.runtime.enroll import EnrolPlan, enrol
+
+        return Classifier(self.session, enrol(self, EnrolPlan(removes=(name,))), "proto", self.model_path)

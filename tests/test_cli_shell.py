@@ -1,4 +1,4 @@
-"""One CLI shell for the five commands (issue 8): the same one-line errors and exit codes everywhere.
+"""One CLI shell for the six commands (issue 8): the same one-line errors and exit codes everywhere.
 
 Each command is driven in-process through its ``main(argv) -> int``: a missing input, a bad value and
 an unwritable output are exit 2 with exactly one ``rfmml-<cmd>: error:`` line; Ctrl-C is 130, a closed
@@ -22,6 +22,7 @@ COMMANDS = {
     "rfmml-infer": "rfmml.runtime.cli",
     "rfmml-compare": "rfmml.trainer.compare",
     "rfmml-demo": "rfmml.export.demo",
+    "rfmml-enroll": "rfmml.runtime.enroll_cli",
 }
 
 
@@ -100,6 +101,11 @@ def _argv(prog: str, case: str, run_dir: Path, model: Path, a_file: Path, tmp: P
             "missing": None,  # the demo reads no input: it makes its own data
             "bad": ["--out", str(tmp / "demo"), "--seed", "-1"],
             "unwritable": ["--out", str(a_file / "demo")],
+        },
+        "rfmml-enroll": {
+            "missing": ["--model", str(model), "--add", "x", missing, "--out", str(tmp / "h.npz")],
+            "bad": ["--model", str(model), "--remove", "red", "--threads", "-1", "--out", str(tmp / "h.npz")],
+            "unwritable": ["--model", str(model), "--remove", "red", "--out", str(a_file / "h.npz")],
         },
     }
     return table[prog][case]
