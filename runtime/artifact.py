@@ -23,7 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rfmml.runtime.atomic_files import atomic_write_bytes
+# re-exported until every writer imports them from rfmml.runtime.atomic_files
+from rfmml.runtime.atomic_files import atomic_write, atomic_write_bytes, umask_mode  # noqa: F401
 from rfmml.runtime.errors import ArtifactError
 from rfmml.runtime.safe_npz import NpyHeader, read_npz
 
