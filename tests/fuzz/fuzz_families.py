@@ -32,6 +32,7 @@ from fuzz_cases_flags import (
     pairs,
     train_flags,
 )
+from fuzz_cases_kill import kill_case
 from fuzz_cases_runs import checkpoint_case, run_damaged
 from fuzz_cases_scenes import (
     SCENE_BOMBS,
@@ -112,6 +113,7 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "run-damaged": (run_damaged, 8, "run"),
     "full-disk": (full_disk, 8, "disk"),
     "two-writers": (two_writers, 2, "run"),
+    "kill": (kill_case, 2, "run"),
     "flags-train": (train_flags, len(pairs(TRAIN_FLAGS)), "run"),
     "flags-export": (export_flags, len(pairs(EXPORT_FLAGS)), "run"),
     "flags-infer": (infer_flags, len(pairs(INFER_FLAGS)), ""),

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("rfmml.trainer.compare", "rfmml-compare"),
     "demo": ("rfmml.export.demo", "rfmml-demo"),
     "two-writers": ("fuzz_two_writers", "rfmml-two-writers"),  # two processes of one command (tests only)
+    "kill": ("fuzz_killer", "rfmml-kill"),  # a command killed with SIGKILL, then run again (tests only)
 }
 CLEAN_CODES = (0, 2, 3)
 KINDS = ("clean", "crash", "hang", "wrong", "lost")
@@ -80,6 +81,7 @@ class Case:
     limit_s: float = 30.0
     note: str = ""
     rss_budget_mib: float = RSS_BUDGET_MIB
+    address_limit: int | None = None  # RLIMIT_AS of a memory-bound case (default: by its command)
     workdir: Path | None = None  # the case's scratch folder (removed after it ran, by long runs)
 
     @property
@@ -246,6 +248,8 @@ TORCH_MEMORY_LIMIT = 6 << 30  # torch maps its CUDA libraries at import: more ad
 
 
 def run_case(case: Case, memory_limit: int | None = None) -> Verdict:
+    if memory_limit is None and case.address_limit is not None:
+        memory_limit = case.address_limit
     if memory_limit is None:
         torch_commands = ("train", "export", "demo")
         uses_torch = case.command in torch_commands or (
