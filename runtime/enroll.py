@@ -7,8 +7,9 @@ nothing here imports torch or scikit-learn.
 
 What an enrolment changes, and the decisions behind it:
 
-- order: removals, then replacements (in place: a replaced class keeps its index), then additions
-  (appended in the order given); every name is checked against the head before any tile is read;
+- order: the classes keep their order; a replaced class keeps its place, added ones are appended in
+  the order given, removed ones drop out (applied last, so the head never shrinks below 2 classes on
+  the way); every name is checked against the head before any tile is read;
 - ``train_counts`` of an enrolled class = its number of tiles; it is a *minority* class unless that
   count reaches the smallest count among the head's majority classes (the imbalance protocol splits
   by count, and a handful of tiles is the minority regime);
@@ -112,13 +113,13 @@ def enrol(clf: Classifier, plan: EnrolPlan, *, date: str | None = None) -> Head:
         warnings.warn(SVM_NOTICE, stacklevel=2)
     date = date or utc_now()
     head = clf.head
-    for name in plan.removes:
-        head = remove_class(head, name, date)
     for action, pairs in (("replace", plan.replaces), ("add", plan.adds)):
         for name, _ in pairs:
             head = set_class(
                 head, action, name, prototypes[name], tiles[name].count, tiles[name].sha256, date
             )
+    for name in plan.removes:
+        head = remove_class(head, name, date)
     return head
 
 

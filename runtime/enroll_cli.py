@@ -28,9 +28,9 @@ Examples:
 \b
 The prototype of an added class is the mean of the model's embeddings of its tiles (every image
 file under DIR, decoded and resized exactly as rfmml-infer does; any unreadable one stops the run,
-named). --replace recomputes a class in place, --remove drops one (at least 2 classes remain);
-removals apply first, then replacements, then additions (appended). An enrolled class is counted as
-a minority class unless it has as many tiles as the smallest majority class.
+named). --replace recomputes a class in place, --remove drops one (at least 2 classes remain),
+--add appends one; the other classes keep their order. An enrolled class is counted as a minority
+class unless it has as many tiles as the smallest majority class.
 The new head is bound to the same model, and records each change (class, number of tiles, sha256 of
 the tiles, date). An SVM part cannot stay valid without its training data: it is dropped, with a
 one-line notice, and the Proto head serves.

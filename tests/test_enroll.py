@@ -92,7 +92,10 @@ def test_added_replaced_and_removed_classes(pair, tmp_path):
     ]
     assert _enrol(model, *argv) == 0
     head = load_head(out)
-    assert head.class_names == ("red", "green", "blue", "purple")  # removed, replaced in place, appended
+    assert head.class_names == ("red", "green", "blue", "purple")  # replaced in place, appended, removed
+    assert [(e.action, e.class_name) for e in head.enrolments] == [
+        ("replace", "blue"), ("add", "purple"), ("remove", "yellow")
+    ]  # fmt: skip
     assert head.train_counts.tolist() == [10, 10, 3, 5]
     assert head.majority.tolist() == [True, True, False, False]  # 3 and 5 tiles < the majority's 10
     assert head.onnx_sha256 == sha256_file(model)  # still bound to the same model
@@ -115,7 +118,7 @@ def test_enrolment_record_round_trips(pair, tmp_path):
         == 0
     )
     head = load_head(tmp_path / "v3.npz")
-    (add, remove) = head.enrolments
+    add, remove = head.enrolments
     files = sorted(purple.iterdir())
     digests = sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in files)
     assert (add.action, add.class_name, add.tiles) == ("add", "purple", 5)
