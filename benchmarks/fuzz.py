@@ -32,7 +32,8 @@ from fuzz_families import FAMILIES, make_case, missing  # noqa: E402
 from fuzz_harness import KINDS, Verdict, run_case  # noqa: E402
 from fuzz_world import World, build_world  # noqa: E402
 
-CAPPED = {"valid": 10, "tile-bomb": 10, "scene-bomb": 14, "head-bomb": 4, "flags-demo": 15, "train-data": 60}
+CAPPED = {"valid": 10, "tile-bomb": 10, "scene-bomb": 14, "head-bomb": 4, "flags-demo": 15, "train-data": 60,
+          "kill": 15, "two-writers": 12}  # fmt: skip
 
 
 def plan(total: int, families: list[str]) -> dict[str, int]:

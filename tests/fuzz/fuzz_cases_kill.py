@@ -1,6 +1,7 @@
-"""Generator of kill -9 cases: rfmml-infer (scene), rfmml-export (--force) and rfmml-train killed at a
+"""Generator of kill -9 cases: rfmml-infer (scene), rfmml-train and rfmml-export (--force) killed at a
 random moment, then run again (train: ``--resume``). After the kill every output is either the previous
-one or complete; the second run succeeds and leaves no temporary behind."""
+one or complete; the rerun succeeds and leaves no temporary behind. The fast size runs the rfmml-infer
+case (the trainer's and exporter's own tests kill those); the long size runs all three."""
 
 from __future__ import annotations
 

@@ -112,8 +112,8 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "train-data": (train_data, 2, ""),
     "run-damaged": (run_damaged, 8, "run"),
     "full-disk": (full_disk, 8, "disk"),
-    "two-writers": (two_writers, 2, "run"),
-    "kill": (kill_case, 2, "run"),
+    "two-writers": (two_writers, 1, "run"),  # torch-importing processes: the long size runs the rest
+    "kill": (kill_case, 1, "run"),
     "flags-train": (train_flags, len(pairs(TRAIN_FLAGS)), "run"),
     "flags-export": (export_flags, len(pairs(EXPORT_FLAGS)), "run"),
     "flags-infer": (infer_flags, len(pairs(INFER_FLAGS)), ""),
