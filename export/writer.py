@@ -1,17 +1,18 @@
 """Atomic writing of model/head pairs: ``X.onnx`` + ``X.npz`` (same stem, same folder).
 
 Every file of every pair is first written in full under a temporary name in the target folder,
-``.<name>.<pid>.partial`` (the model with ``atomic_write_bytes``, the head with ``save_head``, the
-format's one implementation; both add their own ``.<that name>.<random>.tmp`` while they write), the
-model's digest is checked on the bytes actually on disk, and only then are the temporary files renamed
-onto their final names: models first, heads last. A failure before the renames removes the temporary
-files and leaves the target folder as it was. Renames are atomic and take microseconds; a crash
-between a model's rename and its head's rename leaves either a model without a head or a new model
-beside an old head, and the runtime refuses both (head not found / digest mismatch), so a mixed pair
-can never be used silently.
+``.<name>.rfmml-export.<pid>-<n>.tmp`` (``atomic_files.temporary_for``; the model with
+``atomic_write_bytes``, the head with ``save_head``, the format's one implementation; both add a
+temporary of that temporary while they write), the model's digest is checked on the bytes actually on
+disk, and only then are the temporary files renamed onto their final names: models first, heads last. A
+failure before the renames removes the temporary files and leaves the target folder as it was. Renames
+are atomic and take microseconds; a crash between a model's rename and its head's rename leaves either
+a model without a head or a new model beside an old head, and the runtime refuses both (head not found
+/ digest mismatch), so a mixed pair can never be used silently.
 
 A kill -9 leaves the temporaries behind; the next export writing to that folder removes those whose
-process is gone (``remove_stale_temporaries``), and only those: the names say which process wrote them.
+process is gone (``atomic_files.remove_stale_temporaries``), and only those: the names say which
+process wrote them.
 """
 
 from __future__ import annotations
@@ -19,24 +20,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from rfmml.runtime.artifact import (
-    Head,
-    atomic_write_bytes,
-    default_head_path,
-    save_head,
-    sha256_file,
-    umask_mode,
-)
+from rfmml.runtime.artifact import Head, default_head_path, save_head, sha256_file
+from rfmml.runtime.atomic_files import atomic_write_bytes, remove_stale_temporaries, temporary_for, umask_mode
 from rfmml.runtime.errors import ExportError
 
-# ".<name>.<pid>.partial" (ours) and ".<that>.<random>.tmp" (atomic_write's, inside it), for the two
-# file kinds an export writes; group "pid" is the writing process.
-_TEMPORARY = re.compile(r"^\.\.?[^/]+\.(?:onnx|npz)\.(?P<pid>\d+)\.partial(?:\.[A-Za-z0-9_]+\.tmp)?$")
+TAG = "rfmml-export"  # names this command's temporaries (rfmml.runtime.atomic_files)
 
 
 def pair_paths(model_path: str | Path) -> tuple[Path, Path]:
@@ -74,54 +67,14 @@ def _nearest_existing(folder: Path) -> Path:
     return folder
 
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
-
-
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:  # 0 and negative numbers address process groups, never one writer
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    except OverflowError:  # not a possible pid
-        return False
-    return True
-
-
-def remove_stale_temporaries(folder: str | Path, started: float) -> list[Path]:
-    """Remove export temporaries in ``folder`` left by a killed export; return what was removed.
-
-    Stale: the writing process no longer exists, or it is this process (its pid reused after a
-    restart) and the file predates ``started`` (``time.time()`` when this export began). A live
-    export's temporaries are left alone, and so is every other file.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    removed = []
-    for path in folder.iterdir():
-        match = _TEMPORARY.match(path.name)
-        if match is None or not path.is_file():
-            continue
-        pid = int(match["pid"])
-        ours_from_before = pid == os.getpid() and path.stat().st_mtime < started
-        if ours_from_before or not _process_alive(pid):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
 def write_pairs(
     pairs: Sequence[tuple[str | Path, bytes, Head]], force: bool = False, started: float | None = None
 ) -> list[Head]:
     """Write every (model path, ONNX bytes, head) pair, all or nothing; return the heads as written.
 
     Each head is written with ``onnx_sha256`` set to the digest of its model's bytes. Raises
-    FileExistsError (nothing written) when a target exists and ``force`` is False. Stale temporaries
+    FileExistsError (nothing written) when a target exists and ``force`` is False, ExportError (one
+    line naming the file, nothing written) when a file cannot be written. Stale temporaries
     of killed exports in the target folders are removed first (``started``: when this export began,
     ``time.time()``; default now).
     """
@@ -132,7 +85,7 @@ def write_pairs(
     started = time.time() if started is None else started
     folders = sorted({Path(model).parent for model, _, _ in pairs})
     for folder in folders:
-        remove_stale_temporaries(folder, started)
+        remove_stale_temporaries(folder, TAG, started)
     created = [made for folder in folders for made in _make_folder(folder)]
     staged: list[tuple[Path, Path]] = []  # (temporary, final): models, then heads
     renamed = False
@@ -172,13 +125,25 @@ def _stage_pair(model_path: Path, data: bytes, head: Head, staged: list[tuple[Pa
     """Write one pair under temporary names (recorded in ``staged``); return the head as written."""
     model_path, head_path = pair_paths(model_path)
     digest = hashlib.sha256(data).hexdigest()
-    tmp_model = _temp_name(model_path)
+    tmp_model = temporary_for(model_path, TAG)
     staged.append((tmp_model, model_path))
-    atomic_write_bytes(tmp_model, data)
-    if sha256_file(tmp_model) != digest:
-        raise OSError(f"{tmp_model}: the bytes on disk differ from the exported model")
+    with _writing(model_path):
+        atomic_write_bytes(tmp_model, data, TAG)
+        if sha256_file(tmp_model) != digest:
+            raise OSError(f"{tmp_model}: the bytes on disk differ from the exported model")
     head = dataclasses.replace(head, onnx_sha256=digest)
-    tmp_head = _temp_name(head_path)
+    tmp_head = temporary_for(head_path, TAG)
     staged.append((tmp_head, head_path))
-    save_head(tmp_head, head)
+    with _writing(head_path):
+        save_head(tmp_head, head)
     return head
+
+
+@contextmanager
+def _writing(final: Path) -> Iterator[None]:
+    """An OSError while staging ``final`` as one line naming it ("cannot write out/model.onnx: No space
+    left on device"); the caller removes the temporaries, so the folder stays as it was."""
+    try:
+        yield
+    except OSError as error:
+        raise ExportError(f"cannot write {final}: {error.strerror or error}") from error

@@ -23,8 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-# re-exported until every writer imports them from rfmml.runtime.atomic_files
-from rfmml.runtime.atomic_files import atomic_write, atomic_write_bytes, umask_mode  # noqa: F401
+from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.runtime.errors import ArtifactError
 from rfmml.runtime.safe_npz import NpyHeader, read_npz
 

@@ -1,18 +1,38 @@
 """Atomic files: a file is either absent, the old one, or complete — never half written.
 
-The one helper every writer uses (trainer checkpoints, split.json, eval.json, the image cache, export's
-model and head, inference outputs): fill a temp file in the target's folder, give it the permissions an
-ordinary ``open(path, "w")`` would, then ``os.replace`` it over the target. A leaf module (os and
-tempfile only), so the trainer can import it without loading the rest of the runtime.
+The one mechanism every writer uses (trainer checkpoints, split.json, eval.json, the image cache,
+export's model and head, inference outputs, enrolled heads):
+
+- :func:`temporary_for`: the temporary a file is written to first, beside it (so the rename is atomic),
+  named for who wrote it: ``.<name>.<tag>.<pid>-<n>.tmp``, ``tag`` the command (``rfmml-train``,
+  ``rfmml-export``, ``rfmml-infer``, ``rfmml-enroll``; ``rfmml`` when a caller does not say), ``pid`` the
+  writing process, ``n`` a counter of this process.
+- :func:`atomic_write`: fill such a temporary, give it the permissions an ordinary ``open(path, "w")``
+  would, ``os.replace`` it over the target; the temporary is removed when writing fails.
+- :func:`remove_stale_temporaries`: a kill -9 leaves temporaries behind; the next writer in that folder
+  removes those of its tag whose process is gone, and only those: the names say which process wrote them.
+
+A leaf module (standard library only), so the trainer can import it without loading the rest of the
+runtime.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
-import tempfile
+import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
+
+DEFAULT_TAG = "rfmml"
+# A temporary of any tag, as the tail of a name: what a writer adds when it writes into a temporary
+# of ours (export's head, written atomically into export's own temporary).
+_ANY_TEMPORARY = r"\.[A-Za-z0-9_-]+\.\d+-\d+\.tmp"
+# Files a library may write beside a temporary (GDAL's ``.aux.xml`` beside a raster it created).
+_SIDECARS = (r"\.aux\.xml",)
+_counter = itertools.count(1)
 
 
 @functools.cache
@@ -24,25 +44,44 @@ def umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Create ``path`` all or nothing: ``write(tmp)`` fills a temp file in the same folder, which
-    then gets ordinary permissions (mkstemp makes it 0600) and is renamed over ``path``.
-
-    The temp file is named ``.<name>.<random>.tmp`` and removed when ``write`` fails.
-    """
+def temporary_for(path: str | Path, tag: str = DEFAULT_TAG) -> Path:
+    """The temporary ``path`` is written to first: ``.<name>.<tag>.<pid>-<n>.tmp`` in its folder."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    return path.with_name(f".{path.name}.{tag}.{os.getpid()}-{next(_counter)}.tmp")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None], tag: str = DEFAULT_TAG) -> None:
+    """Create ``path`` all or nothing: ``write(tmp)`` fills :func:`temporary_for` ``(path, tag)``
+    (created empty and 0600 first), which then gets ordinary permissions and is renamed over ``path``.
+    The temporary is removed when ``write`` fails; an OSError that names no file then names ``path``."""
+    path = Path(path)
+    tmp = _create_temporary(path, tag)
     try:
-        write(Path(tmp))
+        write(tmp)
         os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
+    except OSError as error:
+        if error.errno is None or error.filename is not None:
+            raise
+        # a failed write() says only "No space left on device": name the file it was for
+        raise OSError(error.errno, error.strerror, os.fspath(path)) from error
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def _create_temporary(path: Path, tag: str) -> Path:
+    """Create a fresh, empty, 0600 temporary for ``path`` (a stale one of a reused pid is skipped)."""
+    while True:
+        tmp = temporary_for(path, tag)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, tag: str = DEFAULT_TAG) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`), synced to disk."""
 
     def write(tmp: Path) -> None:
@@ -51,4 +90,67 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
 
-    atomic_write(path, write)
+    atomic_write(path, write, tag)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be writing: True for this process, a live one (another user's
+    included) and anywhere liveness cannot be asked safely (not POSIX: never guess, never remove)."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    if pid <= 0:  # 0 and negative numbers address process groups, never one writer
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except OverflowError:  # not a possible pid
+        return False
+    return True
+
+
+@functools.cache
+def _stale_pattern(tag: str) -> re.Pattern[str]:
+    """``.<name>.<tag>.<pid>-<n>.tmp``, or that followed by a sidecar or by a temporary written into it."""
+    tails = "|".join((*_SIDECARS, _ANY_TEMPORARY))
+    return re.compile(rf"^\..+?\.{re.escape(tag)}\.(?P<pid>\d+)-\d+\.tmp(?:{tails})?$")
+
+
+def remove_stale_temporaries(folder: str | Path, tag: str, started: float | None = None) -> list[Path]:
+    """Remove the temporaries that killed ``tag`` writers left in ``folder``; return them.
+
+    Stale: a regular file named like :func:`temporary_for` ``(…, tag)`` (or its sidecar, or a temporary
+    written into it) whose writing process no longer exists, or is this process (its pid reused after
+    a restart) and the file predates ``started`` (``time.time()`` when this writer began; None: this
+    process's temporaries are never stale). A live writer's temporaries and every other file are left.
+    """
+    folder = Path(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    pattern = _stale_pattern(tag)
+    removed = []
+    for name in names:
+        match = pattern.match(name)
+        if match is not None and _is_stale(folder / name, int(match["pid"]), started):
+            try:
+                (folder / name).unlink()
+            except FileNotFoundError:  # another writer cleaned it first
+                continue
+            removed.append(folder / name)
+    return removed
+
+
+def _is_stale(path: Path, pid: int, started: float | None) -> bool:
+    try:
+        status = path.lstat()
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(status.st_mode):  # a folder or a link is never one of our temporaries
+        return False
+    if pid == os.getpid():
+        return started is not None and status.st_mtime < started
+    return not process_alive(pid)

@@ -1,14 +1,15 @@
 """How ``rfmml-infer`` writes files: all or nothing, never destroying the previous outputs.
 
 - :class:`StagedOutputs`: every output of a run (class map, its ``.aux.xml``, CSV, quick-look) is
-  written to a temporary beside it, ``.<name>.rfmml-infer.<pid>-<n>.tmp``, synced, and only when all
-  are complete renamed over the final names, together, at the end. A failure (a full disk, Ctrl-C, a
+  written to a temporary beside it, ``.<name>.rfmml-infer.<pid>-<n>.tmp`` (``atomic_files``'
+  ``temporary_for``), synced, and only when all are complete renamed over the final names, together,
+  at the end. A failure (a full disk, Ctrl-C, a
   bad input found late) removes the temporaries and leaves the previous outputs as they were. A
   ``kill -9`` before the renames leaves the previous outputs intact, plus temporaries. (The renames
   are one ``os.replace`` each, back to back: a kill between two of them, a window of microseconds,
   leaves some new and some previous outputs, every one of them complete.)
-- :func:`remove_stale_temporaries`: the next run writing into that folder removes those temporaries
-  (its own naming pattern only, and only those of processes that no longer run).
+- Stale temporaries: the next run writing into that folder removes those temporaries (its own tag
+  only, and only those of processes that no longer run: ``rfmml.runtime.atomic_files``).
 - :func:`path_text`: a file name as text for the CSV and the console, losslessly. On POSIX a name is
   bytes; bytes that are not UTF-8 are written as ``\\xNN`` (two hex digits) and a backslash as ``\\\\``,
   so every name can be recovered exactly; other names are written as they are.
@@ -16,19 +17,16 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from rfmml.runtime.atomic_files import remove_stale_temporaries, temporary_for
 from rfmml.runtime.errors import InputError, OutputError
 
 TAG = "rfmml-infer"
-_STALE = re.compile(r"^\..+\." + re.escape(TAG) + r"\.(?P<pid>\d+)-\d+\.tmp(\.aux\.xml)?$")
-_counter = itertools.count(1)
 
 
 def path_text(path: str | os.PathLike) -> str:
@@ -54,48 +52,11 @@ def utf8_path(path: str | os.PathLike, why: str) -> str:
     return text
 
 
-def temporary_for(path: Path) -> Path:
-    """The temporary a final ``path`` is written to first (in the same folder, so the rename is atomic)."""
-    return path.with_name(f".{path.name}.{TAG}.{os.getpid()}-{next(_counter)}.tmp")
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid() or os.name != "posix":  # elsewhere: never guess, never remove
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Remove the temporaries that killed ``rfmml-infer`` runs left in ``folder``; return them."""
-    folder = Path(folder)
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    removed = []
-    for name in names:
-        match = _STALE.match(name)
-        if match is None or _process_alive(int(match["pid"])):
-            continue
-        try:
-            (folder / name).unlink()
-        except FileNotFoundError:  # another run cleaned it first
-            continue
-        removed.append(folder / name)
-    return removed
-
-
 def check_writable(paths: list[Path]) -> None:
     """Create and remove a temporary in the folder of each path, before any work is done; OutputError
     (one line) for a folder that cannot take the outputs (missing, read-only, not a folder)."""
     for folder in dict.fromkeys(Path(path).parent for path in paths):
-        probe = temporary_for(folder / "probe")
+        probe = temporary_for(folder / "probe", TAG)
         try:
             probe.touch(exist_ok=False)
             probe.unlink()
@@ -144,9 +105,9 @@ class StagedOutputs:
         final = Path(final)
         folder = final.parent
         if folder not in self._cleaned:
-            remove_stale_temporaries(folder)
+            remove_stale_temporaries(folder, TAG)
             self._cleaned.add(folder)
-        tmp = temporary_for(final)
+        tmp = temporary_for(final, TAG)
         self._pending.append((tmp, final))
         try:
             writer(tmp)

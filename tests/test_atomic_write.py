@@ -1,13 +1,27 @@
-"""The one atomic-write helper: all or nothing, and ordinary file permissions."""
+"""The one atomic-write mechanism: all or nothing, ordinary file permissions, temporaries named for
+their writer, and the stale ones of killed writers removed by the next writer (issue 9 item 8)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from rfmml.runtime.atomic_files import atomic_write, atomic_write_bytes, umask_mode
+from rfmml.runtime.atomic_files import (
+    atomic_write,
+    atomic_write_bytes,
+    process_alive,
+    remove_stale_temporaries,
+    temporary_for,
+    umask_mode,
+)
 
 
 def test_written_files_get_the_umask_mode_not_0600(tmp_path: Path) -> None:
@@ -32,10 +46,111 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
 
 
-def test_the_artifact_module_still_re_exports_the_helpers() -> None:
-    import rfmml.runtime.artifact as artifact
+def test_the_temporary_says_who_wrote_it_and_a_failed_write_removes_it(tmp_path: Path) -> None:
+    seen = []
 
-    assert artifact.atomic_write is atomic_write and artifact.atomic_write_bytes is atomic_write_bytes
+    def failing(tmp: Path) -> None:
+        seen.append(tmp.name)
+        assert os.stat(tmp).st_mode & 0o777 == 0o600  # private while half written
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "last.pt", failing, tag="rfmml-train")
+    assert re.fullmatch(rf"\.last\.pt\.rfmml-train\.{os.getpid()}-\d+\.tmp", seen[0])
+    assert temporary_for(tmp_path / "m.png").name.startswith(f".m.png.rfmml.{os.getpid()}-")
+    assert temporary_for(tmp_path / "m.png") != temporary_for(tmp_path / "m.png")  # a counter
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_error_without_a_file_name_names_the_target(tmp_path: Path) -> None:
+    def full_disk(tmp: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a failed handle.write says it
+
+    with pytest.raises(OSError) as raised:
+        atomic_write(tmp_path / "model.onnx", full_disk)
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(tmp_path / "model.onnx"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_only_stale_temporaries_of_the_tag_are_removed(tmp_path: Path) -> None:
+    dead, alive, me = _dead_pid(), os.getppid(), os.getpid()
+    started = time.time()
+    stale = [
+        f".map.tif.rfmml-infer.{dead}-3.tmp",
+        f".map.tif.rfmml-infer.{dead}-3.tmp.aux.xml",  # GDAL's sidecar beside it
+        f"..model.npz.rfmml-infer.{dead}-4.tmp.rfmml.{dead}-5.tmp",  # an atomic write into ours
+        f".old.csv.rfmml-infer.{me}-1.tmp",  # this pid, but from before this writer began (a reused pid)
+    ]
+    kept = [
+        f".map.csv.rfmml-infer.{alive}-1.tmp",  # a live writer's
+        f".new.csv.rfmml-infer.{me}-2.tmp",  # this writer's own, written after it began
+        f".last.pt.rfmml-train.{dead}-1.tmp",  # another command's
+        f".last.pt.rfmml.{dead}-1.tmp",  # the default tag is another tag
+        f".map.tif.rfmml-infer.{dead}.tmp",  # not the pattern (no counter)
+        f"map.tif.rfmml-infer.{dead}-1.tmp",  # not hidden
+        f".map.tif.rfmml-infer.{dead}-1.tmp.bak",
+        ".map.tif.rfmml-infer.0-1.tmp.txt",
+        "map.tif",
+    ]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    os.utime(tmp_path / f".old.csv.rfmml-infer.{me}-1.tmp", (started - 60, started - 60))
+    os.utime(tmp_path / f".new.csv.rfmml-infer.{me}-2.tmp", (started + 1, started + 1))
+    (tmp_path / f".dir.tif.rfmml-infer.{dead}-1.tmp").mkdir()  # a folder is never removed
+    (tmp_path / f".link.tif.rfmml-infer.{dead}-1.tmp").symlink_to(tmp_path / "map.tif")  # nor a link
+    kept += [f".dir.tif.rfmml-infer.{dead}-1.tmp", f".link.tif.rfmml-infer.{dead}-1.tmp"]
+
+    removed = remove_stale_temporaries(tmp_path, "rfmml-infer", started)
+    assert sorted(p.name for p in removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    (tmp_path / f".old.csv.rfmml-infer.{me}-1.tmp").write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path, "rfmml-infer") == []  # no start time: ours are never stale
+    assert remove_stale_temporaries(tmp_path / "missing", "rfmml-infer") == []
+
+
+def test_process_alive() -> None:
+    assert process_alive(os.getpid()) and process_alive(os.getppid())
+    assert not process_alive(_dead_pid())
+    assert not process_alive(0) and not process_alive(-1) and not process_alive(2**80)
+
+
+KILLED_WRITER = """
+import sys, time
+from rfmml.runtime.atomic_files import atomic_write
+
+def hang(tmp):
+    tmp.write_bytes(b"half")
+    print("writing", flush=True)
+    time.sleep(600)
+
+atomic_write(sys.argv[1], hang, tag="rfmml-test")
+"""
+
+
+def test_a_killed_writer_leaves_the_old_file_and_the_next_writer_removes_its_temporary(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "eval.json"
+    atomic_write_bytes(target, b"old", tag="rfmml-test")
+    victim = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert victim.stdout is not None and victim.stdout.readline().strip() == "writing"
+        (leftover,) = [p.name for p in tmp_path.iterdir() if p != target]
+        assert remove_stale_temporaries(tmp_path, "rfmml-test") == []  # alive: never touched
+    finally:
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+    assert leftover == f".eval.json.rfmml-test.{victim.pid}-1.tmp" and target.read_bytes() == b"old"
+    assert [p.name for p in remove_stale_temporaries(tmp_path, "rfmml-test")] == [leftover]
+    assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 def _current_umask() -> int:

@@ -4,6 +4,7 @@ export writing to that folder removes the temporaries the killed one left, and o
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rfmml.export.writer import remove_stale_temporaries, write_pairs
+from rfmml.export.writer import TAG, write_pairs
 from rfmml.runtime.artifact import Head, load_head
+from rfmml.runtime.errors import ExportError
 
 
 def tiny_head(tag: str = "") -> Head:
@@ -37,30 +39,26 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_only_stale_temporaries_of_exports_are_removed(tmp_path: Path) -> None:
+def test_an_export_removes_only_stale_temporaries_of_exports(tmp_path: Path) -> None:
     dead, alive, me = _dead_pid(), os.getppid(), os.getpid()
     started = time.time()
     stale = [
-        f".model.onnx.{dead}.partial",
-        f".model.npz.{dead}.partial",
-        f"..model.npz.{dead}.partial.k3j_x9q1.tmp",  # atomic_write's temporary inside ours
-        f".old.onnx.{me}.partial",  # this pid, but from before this export began (a reused pid)
+        f".model.onnx.{TAG}.{dead}-1.tmp",
+        f".model.npz.{TAG}.{dead}-3.tmp",
+        f"..model.npz.{TAG}.{dead}-3.tmp.rfmml.{dead}-4.tmp",  # save_head's temporary inside ours
+        f".old.onnx.{TAG}.{me}-1.tmp",  # this pid, but from before this export began (a reused pid)
     ]
     kept = [
-        f".model.onnx.{alive}.partial",  # a live export's
-        f".new.onnx.{me}.partial",  # this export's own, written after it began
-        f".model.onnx.{dead}.tmp",  # not export's pattern
-        f"notes.{dead}.partial",
-        f".model.txt.{dead}.partial",
+        f".model.onnx.{TAG}.{alive}-1.tmp",  # a live export's
+        f".model.onnx.rfmml-infer.{dead}-1.tmp",  # another command's
+        f".model.onnx.{dead}.partial",  # not the pattern
         "model.onnx",
     ]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"x")
-    os.utime(tmp_path / f".old.onnx.{me}.partial", (started - 60, started - 60))
-    (tmp_path / f".dir.onnx.{dead}.partial").mkdir()  # a folder is never removed
-    removed = remove_stale_temporaries(tmp_path, started)
-    assert sorted(p.name for p in removed) == sorted(stale)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, f".dir.onnx.{dead}.partial"])
+    os.utime(tmp_path / f".old.onnx.{TAG}.{me}-1.tmp", (started - 60, started - 60))
+    write_pairs([(tmp_path / "new.onnx", b"new model bytes", tiny_head())], started=started)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "new.onnx", "new.npz"])
 
 
 KILLED_WRITER = """
@@ -95,7 +93,10 @@ def test_kill_9_leaves_the_old_pair_and_the_next_export_cleans_up(tmp_path: Path
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
     leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name not in before)
-    assert leftovers == [f".model.npz.{victim.pid}.partial", f".model.onnx.{victim.pid}.partial"]
+    assert [re.sub(r"-\d+\.tmp$", "", name) for name in leftovers] == [
+        f".model.npz.{TAG}.{victim.pid}",
+        f".model.onnx.{TAG}.{victim.pid}",
+    ]
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before  # intact
 
     (head,) = write_pairs([(model, b"newer model bytes", tiny_head("newer"))], force=True)
@@ -114,6 +115,6 @@ def test_a_failed_write_removes_the_folders_it_created(tmp_path: Path, monkeypat
     monkeypatch.setattr(writer, "save_head", full_disk)
     (tmp_path / "kept").mkdir()
     for target in (tmp_path / "a" / "b" / "model.onnx", tmp_path / "kept" / "model.onnx"):
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(ExportError, match=r"^cannot write .*model\.npz: No space left on device$"):
             write_pairs([(target, b"model bytes", tiny_head())])
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]  # its own folder stays, empty

@@ -18,7 +18,7 @@ from runtime_fixtures import colour_pair, uniform_tile
 
 from rfmml.runtime.cli import main
 from rfmml.runtime.errors import OutputError
-from rfmml.runtime.output_files import StagedOutputs, path_text, remove_stale_temporaries, temporary_for
+from rfmml.runtime.output_files import StagedOutputs, path_text
 
 
 def name_from_text(text: str) -> bytes:
@@ -108,17 +108,24 @@ def test_staged_outputs_are_renamed_together_or_not_at_all(tmp_path):
     assert (first.read_text(), second.read_text()) == ("new a", "new b") and temporaries(tmp_path) == []
 
 
-def test_stale_temporaries_of_killed_runs_are_removed_and_nothing_else(tmp_path):
+def test_staged_outputs_remove_stale_temporaries_of_killed_runs_and_nothing_else(tmp_path):
     dead, alive = dead_pid(), os.getppid()
     stale = tmp_path / f".map.tif.rfmml-infer.{dead}-3.tmp"
     stale_sidecar = tmp_path / f".map.tif.rfmml-infer.{dead}-3.tmp.aux.xml"
     running = tmp_path / f".map.csv.rfmml-infer.{alive}-1.tmp"
-    others = [tmp_path / ".map.tif.tmp", tmp_path / f".last.pt.{dead}.tmp", tmp_path / "map.tif"]
+    others = [
+        tmp_path / ".map.tif.tmp",
+        tmp_path / f".last.pt.rfmml-train.{dead}-1.tmp",
+        tmp_path / "map.tif",
+    ]
     for path in [stale, stale_sidecar, running, *others]:
         path.write_bytes(b"x")
-    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([stale, stale_sidecar])
+    with StagedOutputs() as staged:
+        staged.write(tmp_path / "map.png", lambda tmp: tmp.write_bytes(b"png"))
+        assert temporaries(tmp_path)[-1].startswith(f".map.png.rfmml-infer.{os.getpid()}-")
+    assert not stale.exists() and not stale_sidecar.exists()
     assert running.exists() and all(path.exists() for path in others)
-    assert temporary_for(tmp_path / "m.png").name.startswith(f".m.png.rfmml-infer.{os.getpid()}-")
+    assert (tmp_path / "map.png").read_bytes() == b"png"
 
 
 def test_next_run_removes_stale_temporaries(tmp_path):

@@ -38,6 +38,12 @@ def _metrics(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def _eval(run_dir: Path) -> dict:
     return json.loads((run_dir / "eval.json").read_text())
 
@@ -189,6 +195,22 @@ def test_full_disk_while_writing_last_pt(full_run, tmp_path, monkeypatch, capsys
     assert _metrics(run) == _metrics(full_run)
 
 
+def test_full_disk_while_taking_the_lock_is_one_line_and_leaves_no_folder(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from rfmml.trainer import run_folder
+
+    def full_disk(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_folder.os, "pwrite", full_disk)
+    run = tmp_path / "new" / "run"
+    assert main([*TINY, "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rfmml-train: error: no space left on device while writing {run / '.lock'}"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_nan_loss_stops_with_one_line_and_keeps_best(tmp_path, monkeypatch, capsys) -> None:
     real_loss = episodic.episode_loss
     calls = {"n": 0}
@@ -215,10 +237,14 @@ def test_nan_loss_stops_with_one_line_and_keeps_best(tmp_path, monkeypatch, caps
 def test_stale_temp_files_are_removed_on_resume(full_run, tmp_path, monkeypatch, capsys) -> None:
     run = tmp_path / "run"
     _interrupted_run(run, monkeypatch, after=2)
-    stale = [run / ".last.pt.k3j4h5.tmp", run / ".best.pt.x1y2z3.tmp", run / ".eval.json.abc123.tmp"]
-    foreign = [run / ".model.onnx.123.partial", run / "notes.txt"]
+    dead, alive = _dead_pid(), os.getppid()
+    stale = [run / f".last.pt.rfmml.{dead}-4.tmp", run / f".best.pt.rfmml-train.{dead}-2.tmp"]
+    stale.append(run / f".eval.json.rfmml.{os.getpid()}-9.tmp")  # this pid, from before (a reused pid)
+    foreign = [run / f".model.onnx.rfmml-export.{dead}-1.tmp", run / "notes.txt"]
+    foreign.append(run / f".last.pt.rfmml-train.{alive}-1.tmp")  # a live process's: never touched
     for path in stale + foreign:
         path.write_bytes(b"left by a kill")
+    os.utime(stale[-1], (time.time() - 60,) * 2)
     capsys.readouterr()
     assert main(["--resume", str(run), "--no-progress"]) == 0
     assert "removed 3 temporary file(s)" in capsys.readouterr().out

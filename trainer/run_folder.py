@@ -11,17 +11,20 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+from rfmml.runtime.atomic_files import DEFAULT_TAG, remove_stale_temporaries
 from rfmml.runtime.errors import InputError
 
 LOCK_NAME = ".lock"
-# The files a run writes; atomic writes fill ``.<name>.<random>.tmp`` beside them first
-# (rfmml.runtime.atomic_files.atomic_write), which a kill leaves behind.
-RUN_FILES = ("config.json", "split.json", "metrics.jsonl", "last.pt", "best.pt", "eval.json")
+# The tag rfmml-train's atomic writes name their temporaries with (rfmml.runtime.atomic_files), which a
+# kill leaves behind. Writers that pass no tag get atomic_write's default: a run folder holds those too.
+TAG = "rfmml-train"
+TEMPORARY_TAGS = (TAG, DEFAULT_TAG)
 
 
 class RunWriteError(InputError):
@@ -42,9 +45,10 @@ def writing(path: str | Path) -> Iterator[None]:
 class RunFolder:
     """The lock on a run folder, as a context manager (``with RunFolder(path): ...``).
 
-    On entry the folder is created when needed and locked; stale temp files of the run's own files are
-    removed. On exit the lock is released; a folder the run created and left holding nothing but the
-    lock file (bad input found before the first write) is removed again, parents included.
+    On entry the folder is created when needed and locked; temporaries left by killed writers are
+    removed (``remove_stale_temporaries``: by their writer's pid, so a live one's are never touched).
+    On exit the lock is released; a folder the run created and left holding nothing but the lock file
+    (bad input found before the first write) is removed again, parents included.
     """
 
     def __init__(self, path: str | Path, say: Callable[[str], None] = print) -> None:
@@ -64,7 +68,8 @@ class RunFolder:
         except BaseException:
             self._remove_created()
             raise
-        removed = remove_stale_temps(self.path)
+        started = time.time()  # under the lock: every temporary of this process here is from before
+        removed = sum(len(remove_stale_temporaries(self.path, tag, started)) for tag in TEMPORARY_TAGS)
         if removed:
             self.say(f"removed {removed} temporary file(s) left in {self.path} by an interrupted run")
         return self
@@ -114,17 +119,12 @@ def _lock(lock_path: Path, run_dir: Path) -> int:
         if current == os.fstat(fd).st_ino:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        with writing(lock_path):  # a full disk takes an empty file, not its first byte
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        lock_path.unlink(missing_ok=True)  # while still locked, as in RunFolder.__exit__
+        os.close(fd)
+        raise
     return fd
-
-
-def remove_stale_temps(run_dir: Path) -> int:
-    """Remove ``.<name>.*.tmp`` files of the run's own files (call only while holding the lock: then
-    no live writer owns them); return how many were removed."""
-    removed = 0
-    for name in RUN_FILES:
-        for tmp in run_dir.glob(f".{name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
