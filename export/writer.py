@@ -73,8 +73,8 @@ def write_pairs(
     """Write every (model path, ONNX bytes, head) pair, all or nothing; return the heads as written.
 
     Each head is written with ``onnx_sha256`` set to the digest of its model's bytes. Raises
-    FileExistsError (nothing written) when a target exists and ``force`` is False, ExportError (one
-    line naming the file, nothing written) when a file cannot be written. Stale temporaries
+    FileExistsError (nothing written) when a target exists and ``force`` is False; OSError naming the
+    final file (nothing written) when a file cannot be written. Stale temporaries
     of killed exports in the target folders are removed first (``started``: when this export began,
     ``time.time()``; default now).
     """
@@ -141,9 +141,11 @@ def _stage_pair(model_path: Path, data: bytes, head: Head, staged: list[tuple[Pa
 
 @contextmanager
 def _writing(final: Path) -> Iterator[None]:
-    """An OSError while staging ``final`` as one line naming it ("cannot write out/model.onnx: No space
-    left on device"); the caller removes the temporaries, so the folder stays as it was."""
+    """An OSError while staging ``final`` names ``final`` (not our temporary, nor no file at all: a
+    failed write says only "No space left on device"); the caller removes the temporaries."""
     try:
         yield
     except OSError as error:
-        raise ExportError(f"cannot write {final}: {error.strerror or error}") from error
+        if error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, os.fspath(final)) from error
