@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rfmml.trainer.augment import Augmenter
 from rfmml.trainer.ce_losses import (
     balanced_sampling_probabilities,
     inverse_frequency_weights,
@@ -83,7 +82,7 @@ class CrossEntropyMethod:
         self.has_validation = data.val_images.shape[0] > 0
         counts = torch.bincount(data.train_labels.cpu(), minlength=n_classes)
         self.loss_fn = ce_loss_fn(config.method, counts, config.la_tau)
-        self.augment = Augmenter(data.train_images.shape[1], setup.device) if config.augment else None
+        self.augment = data.augmenter(config.augment, setup.device)
         self.cuda = setup.device.type == "cuda"
         batches = -(-data.train_images.shape[0] // config.ce_batch)
         epochs = int(config.epochs)
@@ -93,7 +92,8 @@ class CrossEntropyMethod:
     def describe(self) -> str:
         config = self.setup.config
         return (
-            f"training on {self.setup.device}: {config.backbone} + linear layer, {config.method} "
+            f"training on {self.setup.device}: {config.backbone} (--tune {config.tune}) + linear layer, "
+            f"{config.method} "
             f"cross-entropy, {config.epochs} epochs, batch {config.ce_batch}, lr {config.lr:g} / 5 every "
             f"{config.lr_step}"
         )
@@ -102,7 +102,8 @@ class CrossEntropyMethod:
         return {"linear": self.linear}
 
     def parameters(self) -> list[nn.Parameter]:
-        return list(self.model.parameters()) + list(self.linear.parameters())
+        trainable = [p for p in self.model.parameters() if p.requires_grad]  # frozen parts: --tune
+        return trainable + list(self.linear.parameters())
 
     def step(
         self, phase_index: int, step: int, optimizer: torch.optim.Optimizer, tick: Callable[[int], None]
@@ -135,9 +136,7 @@ class CrossEntropyMethod:
         correct = torch.zeros((), device=self.setup.device)
         for start in range(0, order.shape[0], config.ce_batch):
             index = order[start : start + config.ce_batch]
-            images, labels = data.train_images[index], data.train_labels[index]
-            if self.augment is not None:
-                images = self.augment(images, self.gen)
+            images, labels = data.batch(index, self.augment, self.gen), data.train_labels[index]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
                 logits = self.linear(self.model(images)).float()
             loss = self.loss_fn(logits, labels)

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from rfmml.runtime.errors import CheckpointError, InputError
+from rfmml.trainer.augment import Augmenter
 from rfmml.trainer.checkpoint import Checkpoint
 from rfmml.trainer.config import TrainConfig
 from rfmml.trainer.metrics_log import MetricsLog
@@ -38,7 +39,11 @@ class TrainingDiverged(InputError):
 @dataclass
 class TrainData:
     """Tensors for training: train images uint8 [N, S, S, 3] on the device, labels int64 [N]; the
-    validation part likewise (may be empty); class names and majority names for reports."""
+    validation part likewise (may be empty); class names and majority names for reports.
+
+    On cached features (``--tune head``, ``--method frozen``) the "images" are the backbone's
+    features float32 [N, F] of each image as it is, and ``train_views`` holds the training features of
+    every cached view, float32 [N, V, F] (V = 8 dihedral transforms with --augment, else 1)."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -46,18 +51,41 @@ class TrainData:
     val_labels: torch.Tensor
     classes: list[str]
     majority: list[str]
+    train_views: torch.Tensor | None = None
+
+    @property
+    def on_features(self) -> bool:
+        return self.train_views is not None
+
+    def augmenter(self, augment: bool, device: torch.device) -> Augmenter | None:
+        """The image augmenter for ``--augment`` (None without it, or on features: views instead)."""
+        return Augmenter(self.train_images.shape[1], device) if augment and not self.on_features else None
+
+    def batch(self, index: torch.Tensor, augment: Augmenter | None, gen: torch.Generator) -> torch.Tensor:
+        """The training inputs ``index`` (int64 [B]): images uint8 [B, S, S, 3], augmented when
+        ``augment``; on features float32 [B, F], one random cached view per image when several."""
+        if self.train_views is not None:
+            views = self.train_views.shape[1]
+            if views == 1:
+                return self.train_images[index]
+            view = torch.randint(0, views, (index.shape[0],), generator=gen, device=index.device)
+            return self.train_views[index, view]
+        batch = self.train_images[index]
+        return augment(batch, gen) if augment is not None else batch
 
 
 @dataclass
 class TrainSetup:
     """What a method is built from: the run's config and split, the embedding net (on the device),
-    the decoded data and the device."""
+    the decoded data and the device; ``parts`` {"train"|"val"|"test": (inputs, labels)} as the final
+    evaluation embeds them (images, or on cached features the features)."""
 
     config: TrainConfig
     split: Split
     model: torch.nn.Module
     data: TrainData
     device: torch.device
+    parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import torch
 
 from rfmml.runtime.errors import InputError
 from rfmml.runtime.heads import proto_logits
-from rfmml.trainer.augment import Augmenter
 from rfmml.trainer.engine import Phase, StepResult, TrainSetup
 from rfmml.trainer.episode import episode_loss
 from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes
@@ -110,8 +109,7 @@ class EpisodicMethod:
                 self.sampler.check(spec)
             except ValueError as error:
                 raise InputError(f"{phase.name} episodes cannot be drawn: {error}") from None
-        size = data.train_images.shape[1]
-        self.augment = Augmenter(size, setup.device) if setup.config.augment else None
+        self.augment = data.augmenter(setup.config.augment, setup.device)
         self.cuda = setup.device.type == "cuda"
         self._window = torch.zeros(2, device=setup.device)  # loss and accuracy sums since the last note
         self._window_n = 0
@@ -119,7 +117,8 @@ class EpisodicMethod:
     def describe(self) -> str:
         setup = self.setup
         return (
-            f"training on {setup.device}: {setup.config.backbone}, {setup.config.method}, "
+            f"training on {setup.device}: {setup.config.backbone} (--tune {setup.config.tune}), "
+            f"{setup.config.method}, "
             f"{len(setup.split.classes)} classes ({len(setup.split.minority)} minority), "
             + ", ".join(f"{p.name} {p.steps} episodes lr {p.lr:g}" for p in self.phases)
         )
@@ -128,7 +127,7 @@ class EpisodicMethod:
         return {}
 
     def parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.model.parameters())
+        return [p for p in self.model.parameters() if p.requires_grad]  # frozen parts: --tune
 
     def step(
         self, phase_index: int, step: int, optimizer: torch.optim.Optimizer, tick: Callable[[int], None]
@@ -136,9 +135,7 @@ class EpisodicMethod:
         """One episode of phase ``phase_index``: sample, augment, embed, loss, Adam step."""
         self.model.train()
         ep = self.sampler.sample(self.specs[phase_index])
-        batch = self.setup.data.train_images[torch.cat([ep.support, ep.query])]
-        if self.augment is not None:
-            batch = self.augment(batch, self.sampler.gen)
+        batch = self.setup.data.batch(torch.cat([ep.support, ep.query]), self.augment, self.sampler.gen)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
             emb = self.model(batch)
         loss, acc = episode_loss(emb, ep.k, ep.n, ep.query_labels, self.setup.config.distance)

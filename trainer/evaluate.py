@@ -23,7 +23,8 @@ def evaluate_heads(
     device: torch.device,
     linear: torch.nn.Module | None = None,
 ) -> dict:
-    """``parts``: {"train"|"val"|"test": (images uint8 [N,S,S,3], labels int64 [N])} -> eval.json dict.
+    """``parts``: {"train"|"val"|"test": (images uint8 [N,S,S,3], labels int64 [N])} -> eval.json dict
+    (on cached features, features float32 [N, F] that ``model`` maps to embeddings).
 
     ``linear`` (cross-entropy methods): the trained classifier layer, reported as the "linear" head.
     Every head also gets its test confusion matrix (rows: true class, columns: predicted) under
@@ -32,7 +33,7 @@ def evaluate_heads(
     n_classes = len(classes)
     emb = {name: embed(model, images, config.batch_size, device) for name, (images, _) in parts.items()}
     labels = {name: lab.cpu() for name, (_, lab) in parts.items()}
-    input_size = tuple(parts["train"][0].shape[1:3])
+    input_size = (int(config.image_size), int(config.image_size))  # parts may hold cached features
     fit = {"classes": classes, "majority": majority, "distance": config.distance, "input_size": input_size}
 
     best_c, by_c = choose_svm_c(

@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rfmml.trainer.ce_train import CrossEntropyMethod
-from rfmml.trainer.config import CE_METHODS
+from rfmml.trainer.config import CE_METHODS, FROZEN_METHOD
 from rfmml.trainer.engine import Method, TrainSetup
 from rfmml.trainer.episodic import PLANS, EpisodicMethod
+from rfmml.trainer.frozen import FrozenMethod
 
 MethodBuilder = Callable[[TrainSetup], Method]
 
 METHOD_BUILDERS: dict[str, MethodBuilder] = {
     **{name: EpisodicMethod for name in PLANS},  # rfmml, rfmml-no-ret, rfmml-no-acf, protonet
     **{name: CrossEntropyMethod for name in CE_METHODS},  # plain, reweight, resample, logit-adjust
+    FROZEN_METHOD: FrozenMethod,  # no training
 }
 
 

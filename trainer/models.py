@@ -92,17 +92,54 @@ def _imagenet_backbone(name: str) -> tuple[nn.Module, int]:
 
 
 class EmbeddingNet(nn.Module):
-    """Preprocess + backbone. Input uint8 [B, H, W, 3]; output float [B, embedding_dim]."""
+    """Preprocess + backbone + head. Input uint8 [B, H, W, 3]; output float [B, embedding_dim].
+
+    The head is the identity (the backbone's pooled features are the embedding) unless
+    :meth:`set_head` puts a :class:`~rfmml.trainer.tuning.FeatureHead` there (``--tune head``, or
+    ``--embed-dim``). :meth:`set_tune` freezes part of the backbone: its parameters stop taking
+    gradients and its modules stay in eval mode through ``train()``.
+    """
 
     def __init__(self, backbone: nn.Module, embedding_dim: int, backbone_name: str):
         super().__init__()
         self.preprocess = Preprocess()
         self.backbone = backbone
+        self.head: nn.Module = nn.Identity()
+        self.feature_dim = embedding_dim
         self.embedding_dim = embedding_dim
         self.backbone_name = backbone_name
+        self.tune = "all"
+        self._frozen_modules: list[nn.Module] = []  # a plain list: not registered a second time
+
+    def set_head(self, head: nn.Module, embedding_dim: int) -> None:
+        """Put ``head`` (pooled features [B, feature_dim] -> [B, embedding_dim]) after the backbone."""
+        self.head = head
+        self.embedding_dim = embedding_dim
+
+    def set_tune(self, tune: str) -> None:
+        """Freeze the backbone's parts that ``tune`` ("head", "last", "all") does not train."""
+        from rfmml.trainer.tuning import frozen_parts, last_stage_prefix
+
+        prefix = last_stage_prefix(self.backbone_name, self.backbone) if tune == "last" else None
+        params, modules = frozen_parts(self.backbone, tune, prefix)
+        for param in params:
+            param.requires_grad_(False)
+        self._frozen_modules = modules
+        self.tune = tune
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> EmbeddingNet:
+        super().train(mode)
+        for module in self._frozen_modules:  # frozen BatchNorm statistics never move
+            module.eval()
+        return self
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, H, W, 3] -> the backbone's pooled features float32 [B, feature_dim]."""
+        return self.backbone(self.preprocess(images)).float()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(self.preprocess(images)).float()
+        return self.head(self.features(images)).float()
 
 
 def build_embedding_net(

@@ -15,16 +15,18 @@ import torch
 
 from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.trainer.checkpoint import Checkpoint, CheckpointError
-from rfmml.trainer.config import TrainConfig, read_config, resolve_defaults, validate
+from rfmml.trainer.config import FROZEN_METHOD, TrainConfig, read_config, resolve_defaults, validate
 from rfmml.trainer.data import conversion_message, default_cache_dir, load_part
 from rfmml.trainer.engine import Engine, Method, TrainData, TrainSetup
 from rfmml.trainer.errors import InputError
 from rfmml.trainer.evaluate import evaluate_heads, summary_table
+from rfmml.trainer.feature_space import CachedFeatureModel, feature_parts, feature_views
 from rfmml.trainer.methods import build_method
 from rfmml.trainer.metrics_log import MetricsLog
 from rfmml.trainer.models import EmbeddingNet, WeightsUnavailableError, build_embedding_net
 from rfmml.trainer.run_folder import RunFolder, writing
 from rfmml.trainer.split import Split, make_split, scan_folder
+from rfmml.trainer.tuning import configure_net
 
 
 @dataclass
@@ -84,20 +86,28 @@ def prepare_split(config: TrainConfig) -> Split:
 
 
 def build_model(config: TrainConfig) -> EmbeddingNet:
-    """The run's embedding network; ``--init RUN`` loads that run's best.pt backbone weights."""
+    """The run's embedding network with its regime's head and frozen parts; ``--init RUN`` loads that
+    run's best.pt backbone weights."""
     weights = config.weights
     if config.init is not None:
         weights = Path(config.init) / "best.pt"
         if not weights.is_file():
             raise InputError(f"--init {config.init}: no best.pt there (is it a finished rfmml-train run?)")
     try:
-        return build_embedding_net(config.backbone, bool(config.pretrained), weights)
+        net = build_embedding_net(config.backbone, bool(config.pretrained), weights)
     except WeightsUnavailableError as error:
         raise InputError(str(error)) from None
+    configure_net(net, config)
+    return net
+
+
+def _cache_dir(config: TrainConfig) -> Path | None:
+    """The cache folder of decoded images and features (None: --no-cache)."""
+    return None if config.cache_dir == "" else Path(config.cache_dir or default_cache_dir())
 
 
 def _load_parts(split: Split, config: TrainConfig, say: Callable[[str], None]):
-    cache = None if config.cache_dir == "" else Path(config.cache_dir or default_cache_dir())
+    cache = _cache_dir(config)
     conversions: Counter[str] = Counter()
     parts = {}
     for part in ("train", "val", "test"):
@@ -141,7 +151,9 @@ def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Calla
     torch.manual_seed(config.seed)  # the initial weights of a from-scratch backbone (and a linear layer)
     model = build_model(config)  # before decoding: missing weights fail fast
     parts = _load_parts(split, config, say)
-    method = build_method(_setup(config, split, model, parts, device))
+    setup = _setup(config, split, model, parts, device, say)
+    parts = setup.parts  # on cached features: the feature parts, which evaluation embeds
+    method = build_method(setup)
     if checkpoint is None:  # written once the data has decoded: bad input leaves no half-made run
         _start_run_files(run_dir, split, config)
     else:
@@ -187,12 +199,23 @@ def _setup(
     model: EmbeddingNet,
     parts: dict[str, tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
+    say: Callable[[str], None],
 ) -> TrainSetup:
-    """The model and the training/validation tensors on ``device``."""
+    """The model and the training/validation tensors on ``device``. With a frozen backbone
+    (``--tune head``, ``--method frozen``) the tensors are its cached features and the model is the
+    net seen from them; the setup's ``parts`` are then the feature parts."""
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
+    train_views, trained = None, model
+    if config.tune == "head":
+        views = feature_views(config.augment and config.method != FROZEN_METHOD)
+        parts, train_views = feature_parts(
+            model, parts, views, _cache_dir(config), config.batch_size, device, say, config.progress
+        )
+        trained = CachedFeatureModel(model).to(device)
+        train_views = train_views.to(device)
     (train_images, train_labels), (val_images, val_labels) = parts["train"], parts["val"]
     data = TrainData(
         train_images.to(device),
@@ -201,8 +224,9 @@ def _setup(
         val_labels.to(device),
         split.classes,
         split.majority,
+        train_views,
     )
-    return TrainSetup(config, split, model, data, device)
+    return TrainSetup(config, split, trained, data, device, parts)
 
 
 def _start_run_files(run_dir: Path, split: Split, config: TrainConfig) -> None:
@@ -254,6 +278,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "best.pt") -> LoadedRun:
     split = Split.load(run_dir / "split.json")
     state = Checkpoint.load(run_dir / checkpoint, config.backbone)
     model = build_embedding_net(config.backbone, pretrained=False)
+    configure_net(model, config)
     try:
         model.load_state_dict(state.model)
     except (RuntimeError, KeyError) as error:
