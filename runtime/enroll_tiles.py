@@ -1,11 +1,11 @@
-"""The tiles of a class to enrol: read, checked, digested and embedded with the runtime alone.
+"""The tiles of a class to enrol: read, checked and digested with the runtime alone.
 
-A class's tiles come as a folder (every image file under it, recursively, in sorted order: the listing
-of ``rfmml-infer``), a sequence of image files, or uint8 RGB pixels [N, H, W, 3]. Files are decoded
-by :func:`rfmml.runtime.imageio.load_tile` (the decode and resize of training and inference), then
-embedded by the classifier's onnxruntime session. Any image file that cannot be decoded stops the
-enrolment (every such file named in one line): a prototype from fewer tiles than the user chose,
-recorded as if complete, would mislead an audit.
+A class's tiles come as a folder (every image file under it, recursively, in sorted order: the
+listing of ``rfmml-infer``), one image file, a sequence of them, or uint8 RGB pixels [N, H, W, 3].
+Files are decoded by :func:`rfmml.runtime.imageio.load_tile` (the decode and resize of training and
+inference); the classifier's onnxruntime session embeds them (``rfmml.runtime.enroll``). Any image
+file that cannot be decoded stops the enrolment (every such file named in one line): a prototype from
+fewer tiles than the user chose, recorded as if complete, would mislead an audit.
 
 The digest recorded for the tiles (:func:`tiles_digest`) is the sha256 of the sorted sha256 hex
 digests of the tiles, one per line: of each file's bytes (what ``sha256sum`` prints), or of each
@@ -73,7 +73,8 @@ def read_tiles(images: ImageSource, size: tuple[int, int]) -> ClassTiles:
     if isinstance(images, np.ndarray):
         return _pixel_tiles(images)
     if isinstance(images, (str, Path)):
-        return _file_tiles(_folder_images(Path(images)), size, path_text(images))
+        one = Path(images)
+        return _file_tiles([one] if one.is_file() else _folder_images(one), size, path_text(one))
     paths = [Path(p) for p in images]
     missing = [path_text(p) for p in paths if not p.is_file()]
     if missing:

@@ -333,3 +333,23 @@ def test_help_says_the_svm_is_dropped(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "An SVM part cannot stay valid without its training data: it is dropped" in text
     assert "--add NAME DIR" in text and "--force" in text
+
+
+def test_images_may_be_one_file_a_list_of_files_or_a_folder(pair, tmp_path):
+    from rfmml.runtime.errors import InputError
+
+    model, _ = pair
+    folder = _tiles(tmp_path / "purple", PURPLE, n=3)
+    files = sorted(folder.iterdir())
+    clf = Classifier.load(model)
+    with pytest.warns(UserWarning, match="SVM part"):
+        by_folder = clf.enroll("purple", folder).head
+        by_list = clf.enroll("purple", files).head
+        by_file = clf.enroll("purple", files[0]).head
+    np.testing.assert_array_equal(by_folder.prototypes, by_list.prototypes)
+    assert by_folder.enrolments[0].sha256 == by_list.enrolments[0].sha256
+    assert by_file.train_counts[4] == 1 and by_file.enrolments[0].sha256 == tiles_digest(
+        [sha256_file(files[0])]
+    )
+    with pytest.raises(InputError, match="tile file.s. not found: .*nope.png"):
+        clf.enroll("purple", [files[0], tmp_path / "nope.png"])
