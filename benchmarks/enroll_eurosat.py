@@ -295,27 +295,27 @@ def append(path: Path, rows: list[dict]) -> None:
             print({k: v for k, v in row.items() if k != "per_class"}, flush=True)
 
 
+def mean_std(values: list[float]) -> str:
+    """ "mean ± sample std (n=...)" in percent, or n/a."""
+    if not values:
+        return "n/a"
+    std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+    return f"{100 * np.mean(values):.1f} ± {100 * std:.1f} (n={len(values)})"
+
+
 def report(rows: list[dict]) -> str:
+    """Markdown table: per shots, enrolled- and known-class accuracy of enrolment and retraining."""
     lines = [
         "| shots | enrolled: enrol | enrolled: retrain | known: before | known: enrol | known: retrain |",
         "|---|---|---|---|---|---|",
     ]
     for shots in sorted({r["shots"] for r in rows}):
-
-        def stat(kind: str, key: str, rows=rows, shots=shots) -> str:
-            values = [
-                r[key] for r in rows if r["kind"] == kind and r["shots"] == shots and r.get(key) is not None
-            ]
-            return (
-                f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f} (n={len(values)})"
-                if values
-                else "n/a"
-            )
-
-        lines.append(
-            f"| {shots} | {stat('enrol', 'enrolled')} | {stat('retrain', 'enrolled')} | "
-            f"{stat('enrol', 'known_before')} | {stat('enrol', 'known')} | {stat('retrain', 'known')} |"
-        )
+        cells = [
+            mean_std([r[key] for r in rows if r["kind"] == kind and r["shots"] == shots])
+            for kind, key in (("enrol", "enrolled"), ("retrain", "enrolled"), ("enrol", "known_before"),
+                              ("enrol", "known"), ("retrain", "known"))
+        ]  # fmt: skip
+        lines.append(f"| {shots} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
