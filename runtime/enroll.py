@@ -69,6 +69,10 @@ def _check_name(name: str) -> None:
         raise InputError(f"bad class name {name!r}: no control characters")
 
 
+def _unknown(head: Head, name: str) -> InputError:
+    return InputError(f"no class {name!r} in the head (its classes: {', '.join(head.class_names)})")
+
+
 def check_plan(head: Head, plan: EnrolPlan) -> None:
     """Refuse a plan that cannot apply to ``head`` (InputError, one line), before any tile is read:
     nothing to do, a bad or repeated name, adding a class the head has (without replace), replacing or
@@ -89,7 +93,7 @@ def check_plan(head: Head, plan: EnrolPlan) -> None:
         )
     absent = [name for name in [n for n, _ in plan.replaces] + list(plan.removes) if name not in known]
     if absent:
-        raise InputError(f"no class {absent[0]!r} in the head (its classes: {', '.join(known)})")
+        raise _unknown(head, absent[0])
     count = len(known) - len(plan.removes) + len(plan.adds)
     if count < MIN_CLASSES:
         raise InputError(
@@ -123,10 +127,11 @@ def enrol(clf: Classifier, plan: EnrolPlan, *, date: str | None = None) -> Head:
     return head
 
 
-def _is_majority(head: Head, tiles: int) -> bool:
-    """Majority when ``tiles`` reaches the smallest training count of the head's majority classes."""
-    majority_counts = head.train_counts[head.majority]
-    return bool(majority_counts.size) and tiles >= int(majority_counts.min())
+def _is_majority(head: Head, name: str, tiles: int) -> bool:
+    """Majority when ``tiles`` reaches the smallest training count of the head's other majority
+    classes (none: minority)."""
+    others = head.majority & (np.array(head.class_names) != name)
+    return bool(others.any()) and tiles >= int(head.train_counts[others].min())
 
 
 def set_class(
@@ -145,7 +150,7 @@ def set_class(
         prototypes = np.concatenate([prototypes, np.zeros((1, prototypes.shape[1]), np.float32)])
         majority, counts = np.append(majority, False), np.append(counts, 0)
     prototypes[index] = prototype
-    majority[index] = _is_majority(head, tiles)
+    majority[index] = _is_majority(head, name, tiles)
     counts[index] = tiles
     record = Enrolment(action, name, int(tiles), sha256, date)
     return _changed(head, record, class_names=tuple(names), prototypes=prototypes, majority=majority,
@@ -156,7 +161,7 @@ def remove_class(head: Head, name: str, date: str) -> Head:
     """``head`` without class ``name`` (it is never predicted again); no SVM part; recorded."""
     keep = np.array([n != name for n in head.class_names])
     if keep.all():
-        raise InputError(f"no class {name!r} in the head (its classes: {', '.join(head.class_names)})")
+        raise _unknown(head, name)
     if keep.sum() < MIN_CLASSES:
         raise InputError(f"removing {name} would leave {int(keep.sum())} class(es): a head needs at least 2")
     return _changed(

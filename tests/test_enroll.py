@@ -249,6 +249,16 @@ def test_a_class_with_as_many_tiles_as_the_majority_is_majority(pair, tmp_path):
         main(["--model", str(model), "--add", "purple", str(purple), "--out", str(tmp_path / "v2.npz")]) == 0
     )
     assert load_head(tmp_path / "v2.npz").majority.tolist() == [True] * 5
+    few = _tiles(tmp_path / "few", PURPLE, n=9)
+    argv = ["--model", str(model), "--replace", "red", str(few), "--replace", "green", str(purple)]
+    assert main([*argv, "--out", str(tmp_path / "v3.npz")]) == 0
+    head = load_head(tmp_path / "v3.npz")  # 9 tiles: below the other majority classes' 10
+    assert head.majority.tolist() == [False, True, True, True] and head.train_counts.tolist() == [
+        9,
+        10,
+        10,
+        10,
+    ]
 
 
 def test_classifier_enroll_returns_a_new_classifier(pair, tmp_path):
