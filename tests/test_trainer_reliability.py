@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rfmml.runtime.atomic_files import atomic_write
 from rfmml.trainer import checkpoint as checkpoint_module
 from rfmml.trainer import episodic
 from rfmml.trainer.checkpoint import Checkpoint
@@ -172,25 +173,29 @@ def test_damaged_metrics_line_is_one_line_error(tmp_path, monkeypatch, capsys) -
 
 def test_full_disk_while_writing_last_pt(full_run, tmp_path, monkeypatch, capsys) -> None:
     run = tmp_path / "run"
-    real_save = torch.save
+    real_write = checkpoint_module.atomic_write_bytes
     writes = {"last": 0}
 
-    def save(obj, handle):
-        if obj["phase"] != "none" and obj["optimizer"] is not None:  # last.pt (best.pt has none)
+    def write_bytes(path, data, tag):
+        if Path(path).name == "last.pt":
             writes["last"] += 1
-            if writes["last"] == 3:
-                handle.write(b"half a checkpoint")
-                raise OSError(errno.ENOSPC, "No space left on device")
-        real_save(obj, handle)
+            if writes["last"] == 3:  # the disk fills up half-way through the third last.pt
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", save)
+                def half(tmp):
+                    Path(tmp).write_bytes(data[: len(data) // 2])
+                    raise OSError(errno.ENOSPC, "No space left on device")
+
+                return atomic_write(path, half, tag=tag)
+        return real_write(path, data, tag=tag)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", write_bytes)
     assert main([*TINY, "--out", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"rfmml-train: error: no space left on device while writing {run / 'last.pt'}"
     kept = Checkpoint.load(run / "last.pt")  # the previous checkpoint, whole
     assert (kept.phase, kept.step) == ("ret", 10)
     assert not list(run.glob(".*.tmp"))
-    monkeypatch.setattr(checkpoint_module.torch, "save", real_save)
+    monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", real_write)
     assert main(["--resume", str(run), "--no-progress"]) == 0
     assert _metrics(run) == _metrics(full_run)
 

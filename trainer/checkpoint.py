@@ -8,16 +8,16 @@ only), written atomically (a temp file in the run folder, synced, then renamed) 
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rfmml.runtime.atomic_files import atomic_write
+from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.runtime.errors import CheckpointError
-from rfmml.trainer.run_folder import writing
+from rfmml.trainer.run_folder import TAG, writing
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "code_version"]
 
@@ -94,18 +94,16 @@ class Checkpoint:
         return cls(**{name: state[name] for name in names})
 
     def save(self, path: str | Path) -> None:
-        """Write atomically: the previous file stays whole until the new one is complete on disk."""
+        """Write atomically: the previous file stays whole until the new one is complete on disk.
+
+        Serialised in memory first: on a nearly full disk ``torch.save`` into a file fails with a
+        RuntimeError from its zip writer, while a plain write fails with the OSError (ENOSPC) that
+        ``writing`` turns into one line naming the file."""
         path = Path(path)
-        state = self.to_state()
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as handle:
-                torch.save(state, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-
+        buffer = io.BytesIO()
+        torch.save(self.to_state(), buffer)
         with writing(path):
-            atomic_write(path, write)
+            atomic_write_bytes(path, buffer.getvalue(), tag=TAG)
 
     @classmethod
     def load(cls, path: str | Path, backbone: str | None = None) -> Checkpoint:
