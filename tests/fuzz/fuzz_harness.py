@@ -155,15 +155,19 @@ def run_in_process(case: Case) -> Outcome:
     return Outcome(code, out.getvalue(), err.getvalue(), time.perf_counter() - start)
 
 
-# The child reports its own high-water RSS (VmHWM of its address space after exec): the rusage of a
-# forked child also counts the parent's pages it shared before exec (this process: torch and all).
+# The child reports its own high-water RSS (VmHWM of its address space after exec; the rusage of a
+# forked child also counts the parent's pages it shared before exec: this process, torch and all), or
+# that of its largest child when it runs commands itself (the kill and two-writer helpers).
 _CHILD = """
 import resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 def report():
-    with open("/proc/self/status") as status, open(sys.argv[3], "w") as out:
-        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+    with open("/proc/self/status") as status:
+        own = int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # its own children (kill, pairs)
+    with open(sys.argv[3], "w") as out:
+        out.write(str(max(own, children)))
 try:
     import importlib
     code = importlib.import_module(sys.argv[2]).main(sys.argv[4:])
