@@ -12,7 +12,8 @@ Protocol (everything drawn from fixed seeds and written to OUT/plan.json):
   ``--no-augment`` unless ``--augment``: cached features of one view, the cheapest sensible regime),
   exported with ``rfmml-export``. The 4 unseen classes are then enrolled from ``shots`` tiles each
   (``rfmml.runtime.enroll.enrol``, the code behind ``rfmml-enroll``) and the Proto head scores the
-  onnxruntime embeddings of all 10 classes' test images.
+  onnxruntime embeddings of all 10 classes' test images. ``--method frozen``: no training at all (the
+  pretrained features; an enrolled prototype is then exactly the one retraining would give).
 - "retrain": ``rfmml-train`` on all 10 classes with the same known training images and, for the 4
   unseen classes (as minority classes), the same ``shots`` tiles; its eval.json (Proto head, same test
   images) is the reference. ``shots`` = 1 cannot be retrained (every class needs 2 training images).
@@ -41,7 +42,7 @@ EUROSAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "EuroSAT"
 BIN = Path(sys.executable).parent
 SIZE = (128, 128)  # the default preset's input size for efficientnet_lite0
 # what the runs depend on (--seeds and --shots may grow between restarts)
-TRAINING_SETTINGS = ("train", "val", "test", "ret_episodes", "acf_episodes", "val_every", "augment")
+TRAINING_SETTINGS = ("train", "val", "test", "method", "ret_episodes", "acf_episodes", "val_every", "augment")
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,6 +54,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--test", type=int, default=100, help="test images per class")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--method", default="rfmml", help="rfmml-train --method (frozen: no training)")
     parser.add_argument("--ret-episodes", type=int, default=5000)
     parser.add_argument("--acf-episodes", type=int, default=500)
     parser.add_argument("--val-every", type=int, default=500)
@@ -155,6 +157,10 @@ def train(run: Path, split: Path, args: argparse.Namespace) -> Path:
     if (run / "last.pt").exists():
         _tool("rfmml-train", "--resume", str(run), *common, threads=args.threads)
         return run
+    episodic = [] if args.method == "frozen" else [
+        "--ret-episodes", str(args.ret_episodes), "--acf-episodes", str(args.acf_episodes),
+        "--val-every", str(args.val_every),
+    ]  # fmt: skip
     _tool(
         "rfmml-train",
         "--data",
@@ -163,12 +169,9 @@ def train(run: Path, split: Path, args: argparse.Namespace) -> Path:
         str(split),
         "--out",
         str(run),
-        "--ret-episodes",
-        str(args.ret_episodes),
-        "--acf-episodes",
-        str(args.acf_episodes),
-        "--val-every",
-        str(args.val_every),
+        "--method",
+        args.method,
+        *episodic,
         "--augment" if args.augment else "--no-augment",
         *common,
         threads=args.threads,
