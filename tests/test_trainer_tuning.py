@@ -192,3 +192,19 @@ def test_every_family_runs_on_cached_features(tmp_path: Path, method: str) -> No
         assert _metrics(out) == [] and Checkpoint.load(out / "best.pt").phase == "none"
     if method == "logit-adjust":
         assert "linear" in result
+
+
+@pytest.mark.slow
+def test_frozen_pretrained_on_real_eurosat(tmp_path: Path, eurosat_root: Path) -> None:
+    """--method frozen with the default backbone (efficientnet_lite0, packaged ImageNet weights):
+    no training, and far above chance (10 %) on a small imbalanced EuroSAT split."""
+    out = tmp_path / "run"
+    subset = ["--train-per-class", "20", "--val-per-class", "5", "--test-per-class", "20"]
+    subset += ["--minority-classes", "4", "--minority-shots", "5", "--image-size", "64", "--svm-c", "1"]
+    flags = ["--data", str(eurosat_root), "--method", "frozen", *subset, "--no-progress", "--no-cache"]
+    assert main([*flags, "--out", str(out)]) == 0
+    config, result = json.loads((out / "config.json").read_text()), _eval(out)
+    assert (config["backbone"], config["pretrained"], config["tune"]) == ("efficientnet_lite0", True, "head")
+    assert _metrics(out) == []
+    assert result["proto"]["overall"] >= 0.6 and result["svm"]["overall"] >= 0.6, result
+    assert result["proto"]["minority"] >= 0.3, result

@@ -95,10 +95,10 @@ def _resolved_default_text(name: str) -> str:
     --preset paper, the synthetic set."""
     paper, synthetic = PAPER_DEFAULTS[name], SYNTHETIC_DEFAULTS[name]
     texts = [f"paper: {_shown(paper)}", f"synthetic: {_shown(synthetic)}"]
-    if name in DATA_DEFAULTS:
-        texts.insert(0, f"data: {_shown(DATA_DEFAULTS[name])}")
-    elif name in HEAD_BUDGET:
+    if name in HEAD_BUDGET:
         texts.insert(0, f"data, --tune head: {_shown(HEAD_BUDGET[name])}")
+    elif name in DATA_DEFAULTS:
+        texts.insert(0, f"data: {_shown(DATA_DEFAULTS[name])}")
     return "; ".join(texts)
 
 

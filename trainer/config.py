@@ -122,6 +122,9 @@ HEAD_BUDGET: dict[str, Any] = {
     "epochs": 100,
     "lr": 1e-3,
     "lr_step": 40,
+    # tiny steps: one thread is 10x faster than two on a shared 2-core CPU (measured, BENCHMARKS.md);
+    # the feature extraction before them uses every core
+    "threads": 1,
 }
 
 SEED_MAX = 2**32 - 1  # numpy's seeding takes 0 <= seed < 2**32, torch's < 2**63: the smaller range

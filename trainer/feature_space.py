@@ -35,6 +35,14 @@ class CachedFeatureModel(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net.head(features).float()
 
+    def train(self, mode: bool = True) -> CachedFeatureModel:
+        """Only the head changes mode: the backbone is frozen (eval) and walking its hundreds of
+        modules every step would cost more than the step itself."""
+        self.training = mode
+        self.net.training = mode
+        self.net.head.train(mode)
+        return self
+
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.net.state_dict(*args, **kwargs)
 

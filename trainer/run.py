@@ -161,7 +161,7 @@ def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Calla
     else:
         checkpoint, split = None, _new_run_split(run_dir, config, shrunk, say)
     device = resolve_device(config.device)
-    if config.threads:
+    if config.threads and config.tune != "head":
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)  # the initial weights of a from-scratch backbone (and a linear layer)
     model = build_model(config)  # before decoding: missing weights fail fast
@@ -169,6 +169,8 @@ def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Calla
         say(weights_note(config))
     parts = _load_parts(split, config, say)
     setup = _setup(config, split, model, parts, device, say)
+    if config.threads:  # on cached features: after the extraction, which uses every core
+        torch.set_num_threads(config.threads)
     parts = setup.parts  # on cached features: the feature parts, which evaluation embeds
     method = build_method(setup)
     if checkpoint is None:  # written once the data has decoded: bad input leaves no half-made run
