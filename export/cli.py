@@ -26,6 +26,8 @@ from rfmml.runtime.cli_shell import entry_point, run_command
 from rfmml.trainer.config_fields import FiniteFloat  # click's FloatRange lets nan and inf through
 
 PROG = "rfmml-export"
+# --parity-images / --calibration-images: more than this many images adds time, not evidence.
+MAX_IMAGES = 65536
 EXAMPLES = """
 \b
 Examples:
@@ -114,14 +116,14 @@ def _checkpoint_name(_ctx: click.Context, _param: click.Parameter, value: str) -
     "--parity-images",
     default=64,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_IMAGES),
     help="Training images for the torch/onnxruntime parity proof.",
 )
 @click.option(
     "--calibration-images",
     default=256,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_IMAGES),
     help="Training images (class-balanced) for int8 calibration.",
 )
 @click.option(

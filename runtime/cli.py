@@ -80,9 +80,13 @@ def _parse_bands(value: str | None) -> tuple[int, int, int] | None:
     try:
         bands = tuple(int(part) for part in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected three band numbers like 1,2,3, got {value!r}") from None
+        raise click.BadParameter(
+            f"expected three band numbers like 1,2,3, got {value!r}", param_hint="'--bands'"
+        ) from None
     if len(bands) != 3 or min(bands) < 1:
-        raise click.BadParameter(f"expected three 1-based band numbers like 1,2,3, got {value!r}")
+        raise click.BadParameter(
+            f"expected three 1-based band numbers like 1,2,3, got {value!r}", param_hint="'--bands'"
+        )
     return bands  # type: ignore[return-value]
 
 

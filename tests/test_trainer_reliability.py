@@ -321,3 +321,17 @@ def test_resume_from_a_checkpoint_of_another_shape_is_one_line(full_run, tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"rfmml-train: error: {run / 'last.pt'}: optimizer state does not fit this run")
     assert "\n" not in err
+
+
+@pytest.mark.parametrize("junk", ["\x0b", "\x0c", "\x1c", "\x85", "\r", '{"kind": "epi'])
+def test_a_torn_tail_with_any_bytes_is_one_dropped_line(tmp_path, junk) -> None:
+    from rfmml.trainer.metrics_log import MetricsLog
+
+    path = tmp_path / "metrics.jsonl"
+    records = [{"kind": "episode", "phase": "ret", "episode": e, "loss": 1.0} for e in (1, 2, 3)]
+    complete = "".join(json.dumps(r) + "\n" for r in records)
+    path.write_text(complete + '{"kind": "episode", "phase": "ret", "epis' + junk + "ode")
+    warnings: list[str] = []
+    MetricsLog(path, warnings.append).truncate_after(["ret"], 0, 2)
+    assert path.read_text() == "".join(json.dumps(r) + "\n" for r in records[:2])
+    assert len(warnings) == 1 and "incomplete last line" in warnings[0]

@@ -63,6 +63,8 @@ def _read_json(path: Path) -> dict:
         raise CompareError(f"{path.parent}: no {path.name} (is this a finished rfmml-train run?)") from None
     except json.JSONDecodeError as error:
         raise CompareError(f"{path}: not valid JSON ({error.msg})") from None
+    except UnicodeDecodeError:
+        raise CompareError(f"{path}: not UTF-8 text (not a file written by rfmml-train)") from None
 
 
 def protocol_label(split: dict) -> str:

@@ -40,7 +40,10 @@ class MetricsLog:
         """
         if not self.path.is_file():
             return
-        lines = self.path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        # "\n" only: a torn tail may hold any byte, and str.splitlines() would also split at \r, \x0b...
+        lines = self.path.read_bytes().decode("utf-8", errors="replace").split("\n")
+        if lines[-1] == "":  # the file ends with a complete line
+            lines.pop()
         keep = []
         for number, line in enumerate(lines, 1):
             record = _parse(line)
