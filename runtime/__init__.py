@@ -42,6 +42,7 @@ _EXPORTS = {
     "render_quicklook": "quicklook",
     "RfmmlError": "errors",
     "OutputError": "errors",
+    "Enrolment": "artifact",
     "InputError": "errors",
     "ArtifactError": "errors",
     "ImageReadError": "errors",

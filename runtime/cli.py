@@ -7,15 +7,14 @@ Importing this module loads neither onnxruntime nor torch, so ``--help`` stays f
 
 from __future__ import annotations
 
-import os
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import click
 
+from rfmml.runtime.cli_options import MODEL_OPTION, cap_to_cpus, file_path, session_options
 from rfmml.runtime.cli_shell import EXIT_OK, EXIT_PARTIAL, entry_point, run_command
 from rfmml.runtime.errors import InputError
 from rfmml.runtime.heads import HEAD_KINDS
@@ -100,26 +99,13 @@ def _split_head(values: tuple[str, ...]) -> tuple[str, Path | None]:
     return kind, file
 
 
-def _cap_to_cpus(flag: str, value: int) -> int:
-    """``value`` threads, at most one per CPU (more only contend): a one-line warning when capped."""
-    cpus = os.cpu_count() or 1
-    if value > cpus:
-        warnings.warn(f"{flag} {value} is more than the {cpus} CPUs here; using {cpus}", stacklevel=2)
-        return cpus
-    return value
-
-
-def _path(**kwargs) -> click.Path:
-    return click.Path(path_type=Path, **kwargs)
-
-
 @click.command(name=PROG, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "-m", required=True, type=_path(dir_okay=False), help="Exported model.onnx.")
-@click.argument("input", type=_path())
+@MODEL_OPTION
+@click.argument("input", type=file_path())
 @click.option(
     "--out",
     "-o",
-    type=_path(dir_okay=False),
+    type=file_path(dir_okay=False),
     default=None,
     help="Folder: predictions CSV (default stdout). Scene: class map .tif (GeoTIFF) or .png "
     "(default ./<scene>_classmap.tif when georeferenced, else .png).",
@@ -131,18 +117,7 @@ def _path(**kwargs) -> click.Path:
     metavar="proto|svm|FILE.npz",
     help="Head kind (default proto) and/or head file (default MODEL with .npz); repeatable.",
 )
-@click.option(
-    "--providers",
-    default="auto",
-    show_default=True,
-    help="auto (CUDA only when a GPU really works, else CPU), cpu, cuda, or a comma list.",
-)
-@click.option(
-    "--threads",
-    default=0,
-    type=click.IntRange(min=0),
-    help="onnxruntime intra-op threads (0 = one per core).",
-)
+@session_options("auto", "auto (CUDA only when a GPU really works, else CPU), cpu, cuda, or a comma list.")
 @click.option(
     "--batch", default=64, show_default=True, type=click.IntRange(1, MAX_BATCH), help="Tiles per model call."
 )
@@ -176,10 +151,12 @@ def _path(**kwargs) -> click.Path:
     "--csv",
     "csv_path",
     default=None,
-    type=_path(dir_okay=False),
+    type=file_path(dir_okay=False),
     help="Scene: per-tile CSV (default: OUT with .csv).",
 )
-@click.option("--quicklook", default=None, type=_path(dir_okay=False), help="Scene: write a quick-look PNG.")
+@click.option(
+    "--quicklook", default=None, type=file_path(dir_okay=False), help="Scene: write a quick-look PNG."
+)
 @click.option(
     "--quicklook-size",
     default=1024,
@@ -194,8 +171,8 @@ def command(model, input, out, heads, providers, threads, batch, top_k, workers,
     kind, head_file = _split_head(heads)
     options = InferOptions(
         model=model, input=input, out=out, head_file=head_file, head=kind, providers=providers,
-        threads=_cap_to_cpus("--threads", threads), batch=batch, top_k=top_k,
-        workers=_cap_to_cpus("--workers", workers), tile=tile, stride=stride, bands=_parse_bands(bands),
+        threads=threads, batch=batch, top_k=top_k,
+        workers=cap_to_cpus("--workers", workers), tile=tile, stride=stride, bands=_parse_bands(bands),
         zero_collar=zero_collar, csv=csv_path, quicklook=quicklook, quicklook_size=quicklook_size,
         quiet=quiet,
     )  # fmt: skip

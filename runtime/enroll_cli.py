@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from rfmml.runtime.cli_options import MODEL_OPTION, file_path, session_options
 from rfmml.runtime.cli_shell import entry_point, run_command
 from rfmml.runtime.errors import InputError
 
@@ -57,19 +58,15 @@ class EnrollOptions:
     threads: int = 0
 
 
-def _path(**kwargs) -> click.Path:
-    return click.Path(path_type=Path, **kwargs)
-
-
-_CLASS_AND_FOLDER = click.Tuple([str, _path()])
+_CLASS_AND_FOLDER = click.Tuple([str, file_path()])
 
 
 @click.command(name=PROG, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", "-m", required=True, type=_path(dir_okay=False), help="Exported model.onnx.")
+@MODEL_OPTION
 @click.option(
     "--head",
     "head_file",
-    type=_path(dir_okay=False),
+    type=file_path(dir_okay=False),
     default=None,
     help="Head to start from (default: MODEL with .npz).",
 )
@@ -78,12 +75,9 @@ _CLASS_AND_FOLDER = click.Tuple([str, _path()])
 @click.option("--replace", "replaces", multiple=True, nargs=2, type=_CLASS_AND_FOLDER, metavar="NAME DIR",
               help="Recompute class NAME from the tiles under DIR (repeatable).")  # fmt: skip
 @click.option("--remove", "removes", multiple=True, metavar="NAME", help="Drop class NAME (repeatable).")
-@click.option("--out", "-o", required=True, type=_path(dir_okay=False), help="The new head file (.npz).")
+@click.option("--out", "-o", required=True, type=file_path(dir_okay=False), help="The new head file (.npz).")
 @click.option("--force", is_flag=True, help="Allow --out to be the --head file (overwrite it).")
-@click.option("--providers", default="cpu", show_default=True,
-              help="onnxruntime providers: cpu (enough for a few tiles), cuda, auto, a list.")  # fmt: skip
-@click.option("--threads", default=0, type=click.IntRange(min=0),
-              help="onnxruntime intra-op threads (0 = one per core).")  # fmt: skip
+@session_options("cpu", "onnxruntime providers: cpu (enough for a few tiles), cuda, auto, a list.")
 def command(model, head_file, adds, replaces, removes, out, force, providers, threads) -> int:  # fmt: skip
     """Add, replace or remove classes of an exported rfmml head (onnxruntime only, no retraining)."""
     options = EnrollOptions(

@@ -24,7 +24,7 @@ import numpy as np
 
 from rfmml.runtime.artifact import sha256_file
 from rfmml.runtime.errors import InputError
-from rfmml.runtime.folder import _decode, list_files
+from rfmml.runtime.folder import decode_tile, list_files
 from rfmml.runtime.imageio import IMAGE_SUFFIXES
 from rfmml.runtime.output_files import path_text
 
@@ -108,7 +108,7 @@ def _file_tiles(paths: list[Path], size: tuple[int, int], source: str) -> ClassT
         raise InputError("no tiles given: a class needs at least one tile")
     if len(paths) > MAX_TILES:
         raise InputError(f"{source}: {len(paths)} tiles, more than the {MAX_TILES} one class may take")
-    decoded = [_decode(path, size) for path in paths]
+    decoded = [decode_tile(path, size) for path in paths]
     failed = [(p, o) for p, o in zip(paths, decoded, strict=True) if isinstance(o, str)]
     if failed:
         named = "; ".join(f"{path_text(p)} ({reason})" for p, reason in failed)

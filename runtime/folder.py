@@ -92,7 +92,7 @@ def list_files(root: str | Path) -> tuple[list[Path], list[Path]]:
     return sorted(images), sorted(others)
 
 
-def _decode(path: Path, size: tuple[int, int]) -> np.ndarray | str:
+def decode_tile(path: Path, size: tuple[int, int]) -> np.ndarray | str:
     """Pixels uint8 [H, W, 3], or the one-line reason the file could not be decoded."""
     try:
         return load_tile(path, size).pixels
@@ -120,7 +120,7 @@ def _decoded_batches(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rfmml-decode") as pool:
         for start in range(0, len(paths), batch):
             chunk = paths[start : start + batch]
-            outcomes = list(pool.map(_decode, chunk, repeat(size)))
+            outcomes = list(pool.map(decode_tile, chunk, repeat(size)))
             ok = [(p, o) for p, o in zip(chunk, outcomes, strict=True) if not isinstance(o, str)]
             pixels = np.empty((len(ok), size[0], size[1], 3), dtype=np.uint8)
             for i, (_, array) in enumerate(ok):
