@@ -6,9 +6,11 @@ values straight to ``TrainConfig(**values)``; :meth:`TrainConfig.from_dict` (``c
 :func:`validate` (any config) check values with the very same types. :func:`validate` adds the checks
 that involve two settings.
 
-Fields left as ``None`` are resolved by :func:`resolve_defaults` before training: the paper's values
-(PAPER_DEFAULTS) for real data, and shrunken ones (SYNTHETIC_DEFAULTS: small backbone, small images,
-few episodes, higher learning rates) for the embedded synthetic default. ``config.json`` holds the
+Fields left as ``None`` are resolved by :func:`resolve_defaults` before training: for real data the
+offline default (DATA_DEFAULTS: efficientnet_lite0's packaged ImageNet weights at 128 px, ``--tune
+head`` with HEAD_BUDGET), the paper's values with ``--preset paper`` (PAPER_DEFAULTS), and shrunken
+ones (SYNTHETIC_DEFAULTS: small backbone, small images, few episodes, higher learning rates) for the
+embedded synthetic default. ``config.json`` holds the
 resolved config, so a run can be rebuilt from it alone (:func:`read_config`).
 """
 
