@@ -1,11 +1,12 @@
 """``rfmml-demo``: the README's main job on the embedded default, no download.
 
-Trains RF-MML on the trainer's synthetic aerial set, exports the pair (model.onnx + model.npz), builds
-a synthetic scene whose every tile has a known class (patches of land cover drawn from new, unseen
-tiles), classifies it with the runtime exactly as ``rfmml-infer`` does, and prints the accuracy of the
-class map and where the pictures are: the quick-look shows the scene, the class map and, since every
-tile's class is known, a third panel marking the wrong tiles. Errors and exit codes are the shared
-shell's (``rfmml.runtime.cli_shell``).
+Trains RF-MML on the trainer's synthetic aerial set the way ``rfmml-train --data DIR`` trains by
+default (efficientnet_lite0 with its packaged ImageNet weights, ``--tune head``; at 64 px), exports
+the pair (model.onnx + model.npz), builds a synthetic scene whose every tile has a known class
+(patches of land cover drawn from new, unseen tiles), classifies it with the runtime exactly as
+``rfmml-infer`` does, and prints the accuracy of the class map and where the pictures are: the
+quick-look shows the scene, the class map and, since every tile's class is known, a third panel
+marking the wrong tiles. Errors and exit codes are the shared shell's (``rfmml.runtime.cli_shell``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from rfmml.trainer.config import SEED_MAX  # the trainer's seed range (torch-fre
 
 PROG = "rfmml-demo"
 SCENE_ROWS, SCENE_COLS = 24, 32  # grid cells of the synthetic scene
+# The real default path for --data (offline ImageNet efficientnet_lite0, --tune head) at 64 px, the
+# size the synthetic tiles suit: on 2 CPU cores the features take ~25 s, the head's 700 episodes a
+# few seconds (BENCHMARKS.md); rfmml-train without --data keeps conv4 for the tests' tiny runs.
+DEMO_MODEL = {"backbone": "efficientnet_lite0", "pretrained": True, "image_size": 64, "tune": "head"}
 
 
 def scene_labels(rows: int, cols: int, n_classes: int, seed: int) -> np.ndarray:
@@ -118,7 +123,7 @@ def _train_and_export(out: Path, seed: int, say: Callable[[str], None]) -> Path:
         say(f"[1/4] reusing the finished run {run_dir} (delete it to train again)")
     else:
         say(f"[1/4] training on the embedded synthetic set -> {run_dir}")
-        run_training(TrainConfig(out=str(run_dir), seed=seed), say=say)
+        run_training(TrainConfig(out=str(run_dir), seed=seed, **DEMO_MODEL), say=say)
     model = out / "model.onnx"
     say(f"[2/4] exporting -> {model} + {model.with_suffix('.npz')}")
     export_run(run_dir, model, log=say, force=True)
