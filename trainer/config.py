@@ -187,7 +187,13 @@ class TrainConfig:
         type=click.Choice(PRESETS),
         default_text="efficientnet_lite0 ImageNet weights (packaged, offline), 128 px, --tune head",
     )
-    augment: bool = setting(True, help="Random flips and 90-degree rotations (every method).", section=RUN)
+    augment: bool | None = setting(
+        None,
+        help="Random flips and 90-degree rotations (every method). With --tune head the 8 flipped and "
+        "rotated views of every training image are cached: 8 times the feature extraction.",
+        section=RUN,
+        default_text="augment; --tune head: no (measured: no gain for 8x the extraction)",
+    )
     split: str | None = setting(
         None, help="Reuse a split.json (then no other split flag).", section=SPLIT, type=FILE, metavar="FILE"
     )
@@ -421,6 +427,8 @@ def resolve_defaults(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
     if config.method == FROZEN_METHOD:
         changes["tune"] = "head"  # nothing trains; the features are computed once and cached
     tune = changes.get("tune", config.tune)
+    if config.augment is None:  # EuroSAT-LT, --tune head: 81.9 % with the 8 views, 81.4 % without
+        changes["augment"] = tune != "head"
     if tune == "head" and config.method in EPISODIC_METHODS and config.embed_dim is None:
         changes["embed_dim"] = HEAD_EMBED_DIM
     irrelevant = EPISODIC_ONLY if config.method in CE_METHODS else CE_ONLY
