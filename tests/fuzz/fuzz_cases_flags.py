@@ -1,4 +1,4 @@
-"""Bad flags for the five commands: negative / huge / nan / inf numbers, 20-digit integers, missing and
+"""Bad flags for the six commands: negative / huge / nan / inf numbers, 20-digit integers, missing and
 unwritable paths, unknown choices, broken run folders. Every case must be refused with one line (exit
 2) before any work starts; a handful are documented as accepted with a warning (noted per case).
 
@@ -112,6 +112,20 @@ DEMO_FLAGS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("--bogus", ("1",), ()),
 ]
 
+
+# rfmml-enroll on the world's colour pair (classes red, green, blue, yellow): "@..." values are made
+# by enroll_flags. The output must never appear, the input head never change.
+ENROLL_FLAGS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("--threads", ("-1",), ()),
+    ("--threads", ("400", HUGE), ()),
+    ("--providers", ("bogus", "", "cpu,bogus"), ()),
+    ("--model", ("@missing", "@directory", "@junk"), ()),
+    ("--head", ("@missing", "@junk"), ()),
+    ("--add", ("@duplicate", "@missing", "@empty", "@unreadable-tiles"), ()),
+    ("--replace", ("@unknown-class",), ()),
+    ("--remove", ("@unknown-class", "@every-class"), ()),
+    ("--out", ("@under-file", "@the-head", "@the-model"), ()),
+]
 
 CAPPED = ("--threads", "--workers")  # rfmml-infer: a value above the CPU count is capped with a warning
 
@@ -323,3 +337,58 @@ def demo_flags(world: World, rng: np.random.Generator, seed: int) -> Case:
     checks = [error_names(flag, value), no_temp_files(work)]
     return Case("flags-demo", seed, "demo", argv, "error", checks, limit_s=20,
                 note=f"{flag} {value!r}", workdir=work)  # fmt: skip
+
+
+def enroll_flags(world: World, rng: np.random.Generator, seed: int) -> Case:
+    work = world.scratch("flags-enroll")
+    flag, value, _extra = _pick(ENROLL_FLAGS, rng, seed)
+    tiles = work / "tiles"
+    tiles.mkdir()
+    (tiles / "valid.png").write_bytes(world.valid_tile(seed % 4))
+    model, out = Path(world.model), work / "new.npz"
+    head = model.with_suffix(".npz")
+    actions = ["--add", "purple", str(tiles)]
+    expect, checks = _expect(flag, value)
+    if flag in CAPPED and value != "-1":  # documented: capped to the CPUs with a warning
+        expect, checks = ("any" if value == HUGE else "ok"), [warned_if_accepted(flag)]
+    checks += [no_temp_files(work), files_unchanged([model, head])]
+    tail: list[str] = []
+    if flag in ("--add", "--replace", "--remove"):
+        actions, value = _enroll_actions(world, work, rng, flag, value, tiles)
+    elif flag == "--out":
+        out = {"@the-head": head, "@the-model": model}.get(value) or Path(
+            _path_value(world, work, rng, value)
+        )
+        value = str(out)
+    elif flag == "--model":
+        value = _path_value(world, work, rng, value)
+        model = Path(value)
+    else:
+        value = _path_value(world, work, rng, value) if value.startswith("@") else value
+        tail = [flag, value]
+    checks.append(error_names(flag, value))
+    argv = ["--model", str(model), *actions, "--out", str(out), *tail]
+    return Case("flags-enroll", seed, "enroll", argv, expect, checks, note=f"{flag} {value!r}", workdir=work)
+
+
+def _enroll_actions(
+    world: World, work: Path, rng: np.random.Generator, flag: str, value: str, tiles: Path
+) -> tuple[list[str], str]:
+    """The --add/--replace/--remove arguments of a bad enrolment, and the value the error must name."""
+    names = ("red", "green", "blue", "yellow")  # the classes of the world's colour pair
+    if value == "@duplicate":
+        return ["--add", names[0], str(tiles)], names[0]
+    if value == "@unknown-class":
+        return ([flag, "no-such-class", str(tiles)] if flag == "--replace" else [flag, "no-such-class"]), (
+            "no-such-class"
+        )
+    if value == "@every-class":
+        return [part for name in names for part in ("--remove", name)], names[0]
+    if value == "@unreadable-tiles":
+        bad = work / "unreadable"
+        bad.mkdir()
+        for k in range(3):
+            _file(bad, rng, f"tile{k}.png")
+        return ["--add", "purple", str(bad)], str(bad)
+    folder = _path_value(world, work, rng, value)  # @missing, @empty
+    return ["--add", "purple", folder], folder

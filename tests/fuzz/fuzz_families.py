@@ -22,11 +22,13 @@ from fuzz_cases_files import (
 from fuzz_cases_flags import (
     COMPARE_FLAGS,
     DEMO_FLAGS,
+    ENROLL_FLAGS,
     EXPORT_FLAGS,
     INFER_FLAGS,
     TRAIN_FLAGS,
     compare_flags,
     demo_flags,
+    enroll_flags,
     export_flags,
     infer_flags,
     pairs,
@@ -119,6 +121,7 @@ FAMILIES: dict[str, tuple[Generator, int, bool]] = {
     "flags-infer": (infer_flags, len(pairs(INFER_FLAGS)), ""),
     "flags-compare": (compare_flags, len(pairs(COMPARE_FLAGS)), "run"),
     "flags-demo": (demo_flags, len(pairs(DEMO_FLAGS)), ""),
+    "flags-enroll": (enroll_flags, len(pairs(ENROLL_FLAGS)), ""),
 }
 
 

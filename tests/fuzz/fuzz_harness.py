@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("rfmml.runtime.cli", "rfmml-infer"),
     "compare": ("rfmml.trainer.compare", "rfmml-compare"),
     "demo": ("rfmml.export.demo", "rfmml-demo"),
+    "enroll": ("rfmml.runtime.enroll_cli", "rfmml-enroll"),
     "two-writers": ("fuzz_two_writers", "rfmml-two-writers"),  # two processes of one command (tests only)
     "kill": ("fuzz_killer", "rfmml-kill"),  # a command killed with SIGKILL, then run again (tests only)
 }
