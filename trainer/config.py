@@ -368,6 +368,13 @@ class TrainConfig:
         resume=True,
     )  # "" disables the cache (--no-cache)
     progress: bool = setting(True, help="Progress bars.", section=PLUMBING, resume=True)
+    deterministic: bool = setting(
+        False,
+        help="CUDA: deterministic algorithms (torch.use_deterministic_algorithms and the cuBLAS "
+        "workspace setting), so that --resume repeats a GPU run bit for bit; slower. CPU runs are "
+        "deterministic anyway.",
+        section=PLUMBING,
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (tuples become lists)."""
