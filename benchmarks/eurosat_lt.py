@@ -13,12 +13,23 @@ Every run is a real ``rfmml-train`` command (printed, and listed in RESULTS.md);
 exists is skipped, so the script can be stopped and restarted. Then ``rfmml-compare`` per shot count.
 
     python benchmarks/eurosat_lt.py --out benchmarks/out/eurosat_lt --seeds 0 1 2 --shots 5 10
+
+``--tune head`` (issue 11) is the pretrained grid: the default backbone (efficientnet_lite0, ImageNet,
+128 px) frozen, a linear head trained on its cached features at the default budget (80,000 RET +
+2,000 ACF episodes; cross-entropy 100 epochs), every method of HEAD_METHODS at s = 5 and 10, seeds
+0-4, in the order seed 0 s = 5, seed 0 s = 10, seed 1 s = 5, ... Each finished run's eval.json,
+config.json and split.json are copied to ``--results`` (committed), so the grid's numbers survive
+the scratch folder; a run found there or in ``--out`` is not run again:
+
+    python benchmarks/eurosat_lt.py --tune head --out benchmarks/out/eurosat_lt_head \\
+        --results results/eurosat_lt_head --seeds 0 1 2 3 4 --shots 5 10
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -62,6 +73,23 @@ METHOD_FLAGS["rfmml-sqeuclidean"] = [*METHOD_FLAGS["rfmml"], "--distance", "sqeu
 METHOD_FLAGS["warm"] = METHOD_FLAGS["rfmml"]
 BASE_METHOD = {"warm": "rfmml", "rfmml-acf1000": "rfmml", "rfmml-sqeuclidean": "rfmml"}
 ALL_METHODS = tuple(METHOD_FLAGS)
+# --tune head: the defaults of a real-data run (lite0, ImageNet, 128 px, --tune head, its budgets);
+# cheapest first, so a stopped grid has the baselines of every finished (seed, s).
+HEAD_COMMON = COMMON[5:]  # the split protocol only
+HEAD_METHOD_FLAGS: dict[str, list[str]] = {
+    "frozen": [],
+    "logit-adjust": [],
+    "plain": [],
+    "reweight": [],
+    "resample": [],
+    "rfmml-no-ret": [],
+    "rfmml": [],
+    "rfmml-no-acf": [],
+    "protonet": [],
+}
+HEAD_BASE_METHOD: dict[str, str] = {}  # a variant run as another --method with other flags
+HEAD_METHODS = tuple(HEAD_METHOD_FLAGS)
+RESULT_FILES = ("eval.json", "config.json", "split.json")
 
 
 def run(command: list[str], log: Path) -> float:
@@ -153,6 +181,65 @@ def run_one(method: str, shots: int, seed: int, base: Path, data: Path, extra: l
     return timings
 
 
+def head_command(method: str, shots: int, seed: int, run_dir: Path, data: Path) -> list[str]:
+    """The ``--tune head`` run of ``method`` (a name of HEAD_METHOD_FLAGS) on one split."""
+    return [
+        str(BIN / "rfmml-train"),
+        "--data",
+        str(data),
+        "--method",
+        HEAD_BASE_METHOD.get(method, method),
+        *HEAD_COMMON,
+        "--minority-shots",
+        str(shots),
+        *HEAD_METHOD_FLAGS[method],
+        "--seed",
+        str(seed),
+        "--out",
+        str(run_dir),
+        "--no-progress",
+    ]
+
+
+def keep_results(run_dir: Path, kept: Path) -> None:
+    """Copy a finished run's eval.json, config.json and split.json to ``kept`` (the committed copy)."""
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in RESULT_FILES:
+        (kept / name).write_bytes((run_dir / name).read_bytes())
+
+
+def head_grid(args: argparse.Namespace) -> int:
+    """The --tune head grid (see the module docstring): seed-major, one run at a time."""
+    methods = args.methods or list(HEAD_METHODS)
+    unknown = sorted(set(methods) - set(HEAD_METHODS))
+    if unknown:
+        print(f"--tune head knows {', '.join(HEAD_METHODS)}; not {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    for seed in args.seeds:
+        for shots in args.shots:
+            for method in methods:
+                part = Path(f"s{shots}") / f"seed{seed}" / method
+                run_dir, kept = args.out / part, args.results / part
+                if (kept / "eval.json").exists():
+                    continue
+                if not (run_dir / "eval.json").exists():
+                    if run_dir.exists():  # a run stopped half-way: start it again from nothing
+                        shutil.rmtree(run_dir)
+                    run_dir.parent.mkdir(parents=True, exist_ok=True)
+                    run(
+                        head_command(method, shots, seed, run_dir, args.data),
+                        run_dir.parent / f"{method}.log",
+                    )
+                keep_results(run_dir, kept)
+    compare = str(BIN / "rfmml-compare")
+    for shots in args.shots:
+        runs = sorted(str(p.parent) for p in (args.results / f"s{shots}").glob("seed*/*/eval.json"))
+        if runs:
+            report = args.results / f"report_s{shots}"
+            subprocess.run([compare, *runs, "--label", "dir", "--out", str(report)], check=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,7 +247,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/eurosat_lt"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
-    parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
+    parser.add_argument("--methods", nargs="+", default=None, help="default: every method of the mode")
+    parser.add_argument("--tune", choices=["scratch", "head"], default="scratch")
+    parser.add_argument("--results", type=Path, default=Path("results/eurosat_lt_head"))
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once (each with 1 torch thread when > 1)"
@@ -168,6 +257,13 @@ def main() -> int:
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"EuroSAT not found at {args.data}: pass --data", file=sys.stderr)
+        return 2
+    if args.tune == "head":
+        return head_grid(args)
+    args.methods = args.methods or list(ALL_METHODS)
+    unknown = sorted(set(args.methods) - set(ALL_METHODS))
+    if unknown:
+        print(f"unknown methods: {', '.join(unknown)}", file=sys.stderr)
         return 2
     extra = ["--threads", "1"] if args.jobs > 1 else []
     tasks = []

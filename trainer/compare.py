@@ -20,7 +20,7 @@ import click
 
 from rfmml.runtime.cli_shell import entry_point, run_command
 from rfmml.runtime.errors import InputError
-from rfmml.trainer.compare_plots import plot_confusion, plot_gains
+from rfmml.trainer.compare_plots import plot_confusion, plot_gains, plot_tradeoff
 
 PROG = "rfmml-compare"
 METRICS = ("majority", "minority", "overall")
@@ -42,6 +42,7 @@ class RunResult:
     minority: tuple[str, ...]
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
     classes: tuple[str, ...] = ()
+    seed: int | None = None  # the split's seed (the wins table compares methods seed by seed)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def load_run_result(run_dir: str | Path, group_by: str = "protocol", label: str 
         minority=tuple(split.get("minority", [])),
         confusion=evaluation.get("confusion", {}),
         classes=tuple(split["classes"]),
+        seed=split["seed"] if isinstance(split.get("seed"), int) else None,
     )
 
 
@@ -203,7 +205,11 @@ def run_label(run_dir: Path, all_runs: list[Path]) -> str:
     return "_".join(run_dir.resolve().relative_to(common).parts) or run_dir.resolve().name
 
 
-def write_report(results: list[RunResult], out: Path) -> list[Row]:
+def write_report(results: list[RunResult], out: Path, baselines: tuple[str, ...] | None = None) -> list[Row]:
+    """README.md (table, wins table, plots), results.csv and the PNGs in ``out``; the table's rows."""
+    from rfmml.trainer import compare_wins  # imports this module: imported here, not at the top
+
+    baselines = compare_wins.DEFAULT_BASELINES if baselines is None else baselines
     out.mkdir(parents=True, exist_ok=True)
     rows = summarize(results)
     write_csv(rows, out / "results.csv")
@@ -214,6 +220,13 @@ def write_report(results: list[RunResult], out: Path) -> list[Row]:
         "",
         markdown_table(rows),
     ]
+    wins = compare_wins.wins_table(results, baselines)
+    if wins:
+        text += [f"Baselines: {', '.join(baselines)}. Margins in accuracy points (seed order).", "", wins]
+    for index, (group, points) in enumerate(compare_wins.tradeoff_points(results).items()):
+        name = f"overall_vs_minority_{index}.png"
+        plot_tradeoff(points, group, out / name)
+        text += [f"![overall vs minority accuracy, {group}]({name})", ""]
     for index, (group, gains) in enumerate(per_class_gain(results).items()):
         # seeds may draw different minority classes: mark a class that is minority in any run
         minority = tuple(sorted({name for r in results if r.group == group for name in r.minority}))
@@ -255,10 +268,19 @@ def write_report(results: list[RunResult], out: Path) -> list[Row]:
     show_default=True,
     help="Name rows by the training method, or by the run folder's name (variants of a method).",
 )
-def command(runs: tuple[str, ...], out: str, group_by: str, label: str) -> None:
+@click.option(
+    "--baseline",
+    "baselines",
+    multiple=True,
+    metavar="METHOD",
+    help="A baseline method (repeatable) for the wins table, which sets every other method against "
+    "the best baseline of each seed.  [default: frozen, plain, reweight, resample, logit-adjust, "
+    "protonet]",
+)
+def command(runs: tuple[str, ...], out: str, group_by: str, label: str, baselines: tuple[str, ...]) -> None:
     """Compare finished runs: rfmml-compare runs/* --out report/"""
     results = [load_run_result(run, group_by, label) for run in runs]
-    rows = write_report(results, Path(out))
+    rows = write_report(results, Path(out), baselines or None)
     click.echo(markdown_table(rows))
     click.echo(f"report written to {Path(out) / 'README.md'}")
 

@@ -63,3 +63,34 @@ def plot_confusion(matrix: list[list[int]], classes: tuple[str, ...], title: str
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+MARKERS = "osD^vP*Xh<>"
+
+
+def plot_tradeoff(points: dict[str, list[tuple[int, float, float]]], group: str, path: Path) -> dict:
+    """Overall (x) vs minority (y) accuracy in %, one point per run, one colour and marker per
+    "method/head" (``points``: label -> [(seed, overall, minority)] as fractions). Returns label ->
+    the [(x, y)] points drawn (what the tests check)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 6))
+    cmap = plt.get_cmap("tab20")
+    drawn = {}
+    for i, (label, series) in enumerate(points.items()):
+        xs = [100 * overall for _, overall, _ in series]
+        ys = [100 * minority for _, _, minority in series]
+        artist = ax.scatter(xs, ys, color=cmap(i % 20), marker=MARKERS[i % len(MARKERS)], label=label, s=30)
+        drawn[label] = [tuple(map(float, xy)) for xy in artist.get_offsets()]
+    ax.set_xlabel("overall accuracy (%)")
+    ax.set_ylabel("minority accuracy (%)")
+    ax.set_title(f"Overall vs minority accuracy, one point per seed\n{group}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn
