@@ -9,7 +9,11 @@ what is in use.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import mmap
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -70,12 +74,60 @@ def _options(threads: int) -> ort.SessionOptions:
 
 
 def _preload_cuda() -> None:
+    """Let onnxruntime find the pip CUDA/cuDNN libraries. ``preload_dlls`` prints what it cannot find
+    on stdout; that goes to stderr here, so a CSV or JSON written to stdout stays clean."""
     preload = getattr(ort, "preload_dlls", None)
     if preload is not None:
         try:
-            preload()
+            with contextlib.redirect_stdout(sys.stderr):
+                preload()
         except (OSError, RuntimeError) as error:  # libraries missing: CUDA will then fail and be reported
             warnings.warn(f"onnxruntime.preload_dlls() failed ({error})", stacklevel=2)
+
+
+QUANTIZED_OPS = (b"QuantizeLinear", b"QLinearConv", b"QLinearMatMul", b"ConvInteger", b"MatMulInteger")
+
+
+def is_quantized(model_path: str | Path) -> bool:
+    """Whether the ONNX file holds int8 operators (QDQ or QOperator): their names are plain strings
+    in the protobuf. CUDA runs such models slower than fp32 (and TensorRT needs its own calibration),
+    while the CPU's int8 kernels are its fastest path: "auto" keeps them on the CPU."""
+    try:
+        with open(model_path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return any(data.find(name) >= 0 for name in QUANTIZED_OPS)
+    except (OSError, ValueError):  # unreadable or empty: the session reports it
+        return False
+
+
+def auto_providers(model_path: str | Path) -> list[str]:
+    """What "auto" asks for: CUDA then CPU when a CUDA device really works, the model is not int8 and
+    $RFMML_AUTO_DEVICE is not "cpu" (the default test suite pins the CPU so); else the CPU alone."""
+    pinned = os.environ.get("RFMML_AUTO_DEVICE", "").strip().lower() == "cpu"
+    use_cuda = (
+        not pinned
+        and "CUDAExecutionProvider" in ort.get_available_providers()
+        and not is_quantized(model_path)
+        and cuda_device_count() > 0
+    )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
+
+
+# TensorRT first (it hands what it cannot run to the next), CUDA next, the CPU last.
+PROVIDER_RANK = {"TensorrtExecutionProvider": 0, "CUDAExecutionProvider": 1, "CPUExecutionProvider": 3}
+# cuDNN's heuristic algorithm choice: exhaustive search re-times every convolution per new batch shape;
+# TF32 off: GPU embeddings must match the CPU-fitted heads (TF32 rounds matmul inputs to 10 bits).
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "0"}
+
+
+def with_options(names: list[str]) -> list[str | tuple[str, dict[str, str]]]:
+    """``names`` ordered TensorRT, CUDA, (others), CPU; CUDA with :data:`CUDA_OPTIONS`; a TensorRT
+    request gets CUDA between it and the CPU when this onnxruntime has CUDA."""
+    names = list(dict.fromkeys(names))
+    if "TensorrtExecutionProvider" in names and "CUDAExecutionProvider" not in names:
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            names.append("CUDAExecutionProvider")
+    names.sort(key=lambda name: PROVIDER_RANK.get(name, 2))
+    return [(name, dict(CUDA_OPTIONS)) if name == "CUDAExecutionProvider" else name for name in names]
 
 
 def _source(model_path: str | Path) -> str | bytes:
@@ -92,31 +144,23 @@ def _source(model_path: str | Path) -> str | bytes:
 def create_session(model_path: str | Path, providers: str = "auto", threads: int = 0) -> ort.InferenceSession:
     """An InferenceSession for ``model_path``; ArtifactError (one line) when the file is not a model.
 
-    ``providers``: "auto" (CUDA when a device really works, else CPU), or a comma list such as
-    "cuda,cpu" / "CPUExecutionProvider". An explicit CUDA request that falls back to the CPU is an error.
+    ``providers``: "auto" (CUDA when a device really works and the model is not int8, else CPU), or a
+    comma list such as "cuda,cpu" / "CPUExecutionProvider", tried in the order TensorRT, CUDA (with
+    :data:`CUDA_OPTIONS`), CPU. An explicit CUDA request that falls back to the CPU is an error.
     """
     requested = parse_providers(providers)
-    if not requested:
-        use_cuda = "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_count() > 0
-        requested = (
-            ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
-        )
-        strict = False
-    else:
-        strict = True
-        if (
-            requested[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-            and cuda_device_count() == 0
-        ):
+    strict = bool(requested)
+    asked = with_options(requested if strict else auto_providers(model_path))
+    requested = [entry if isinstance(entry, str) else entry[0] for entry in asked]
+    if strict and requested[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+        if cuda_device_count() == 0:
             raise ArtifactError(
                 f"provider {requested[0]} requested but no CUDA device or driver (libcuda) found"
             )
     if "CUDAExecutionProvider" in requested or "TensorrtExecutionProvider" in requested:
         _preload_cuda()
     try:
-        session = ort.InferenceSession(
-            _source(model_path), sess_options=_options(threads), providers=requested
-        )
+        session = ort.InferenceSession(_source(model_path), sess_options=_options(threads), providers=asked)
     except Exception as error:  # onnxruntime raises its own exception types for bad protobufs
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ArtifactError(f"{model_path}: not a loadable ONNX model ({first})") from None

@@ -17,6 +17,17 @@ def eurosat_root() -> Path:
     return EUROSAT
 
 
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_cuda(request, monkeypatch) -> None:
+    """Device-neutral suite: "auto" (training's --device, the runtime's providers) means the CPU in
+    every test not marked ``cuda``, in this process and in the commands it starts (the environment is
+    inherited), so a GPU machine runs the same CPU-exact checks; ``cuda`` tests see the real "auto"."""
+    if request.node.get_closest_marker("cuda") is None:
+        monkeypatch.setenv("RFMML_AUTO_DEVICE", "cpu")
+    else:
+        monkeypatch.delenv("RFMML_AUTO_DEVICE", raising=False)
+
+
 def _has_cuda() -> bool:
     try:
         import torch

@@ -261,7 +261,7 @@ def test_checkpoint_layout_round_trip_and_old_format(full_run, tmp_path) -> None
     state = torch.load(full_run / "last.pt", map_location="cpu", weights_only=True)
     documented = {
         "format", "code_version", "backbone", "config", "model", "method_modules", "optimizer", "phase",
-        "phase_index", "unit", "step", "rng", "best_val", "elapsed",
+        "phase_index", "unit", "step", "rng", "rng_device", "best_val", "elapsed",
     }  # fmt: skip
     assert set(state) == documented
     assert (state["phase"], state["unit"], state["step"], state["method_modules"]) == (

@@ -13,6 +13,7 @@ metrics record, a validation and last.pt every epoch; progress counts batches.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -27,18 +28,20 @@ from rfmml.trainer.ce_losses import (
 )
 from rfmml.trainer.engine import Phase, StepResult, TrainData, TrainSetup
 from rfmml.trainer.heads import accuracy_report, embed
+from rfmml.trainer.sampler import resume_seed
 
 
-def ce_loss_fn(method: str, counts: torch.Tensor, tau: float):
-    """The batch loss of ``method``: (logits [B, C], labels [B]) -> scalar."""
+def ce_loss_fn(method: str, counts: torch.Tensor, tau: float, device: torch.device | str = "cpu"):
+    """The batch loss of ``method``: (logits [B, C] on ``device``, labels [B]) -> scalar.
+
+    The class weights / log-priors (float32 [C]) are moved to ``device`` here, once: a copy per batch
+    would be a blocking host-to-device transfer on CUDA. They are the partial's ``keywords``."""
     if method in ("plain", "resample"):
         return F.cross_entropy
     if method == "reweight":
-        weights = inverse_frequency_weights(counts)
-        return lambda logits, labels: F.cross_entropy(logits, labels, weight=weights.to(logits.device))
+        return partial(F.cross_entropy, weight=inverse_frequency_weights(counts).to(device))
     if method == "logit-adjust":
-        log_pi = log_prior(counts)
-        return lambda logits, labels: logit_adjusted_loss(logits, labels, log_pi.to(logits.device), tau)
+        return partial(logit_adjusted_loss, log_pi=log_prior(counts).to(device), tau=tau)
     raise ValueError(f"not a cross-entropy method: {method!r}")
 
 
@@ -81,7 +84,7 @@ class CrossEntropyMethod:
         self.gen = torch.Generator(device=setup.device).manual_seed(config.seed + 1)
         self.has_validation = data.val_images.shape[0] > 0
         counts = torch.bincount(data.train_labels.cpu(), minlength=n_classes)
-        self.loss_fn = ce_loss_fn(config.method, counts, config.la_tau)
+        self.loss_fn = ce_loss_fn(config.method, counts, config.la_tau, setup.device)
         self.augment = data.augmenter(config.augment, setup.device)
         self.cuda = setup.device.type == "cuda"
         batches = -(-data.train_images.shape[0] // config.ce_batch)
@@ -169,3 +172,11 @@ class CrossEntropyMethod:
 
     def load_rng_state(self, state: dict[str, torch.Tensor]) -> None:
         self.gen.set_state(state["gen"])
+
+    def reseed_device_rng(self, state: dict[str, torch.Tensor], phase_index: int, step: int) -> None:
+        """Resume from a generator written on another device type (see ``Engine.load_rng``)."""
+        self.gen.manual_seed(resume_seed(self.setup.config.seed + 1, phase_index, step))
+
+    def memory_note(self, phase_index: int) -> str:
+        """The batch size and the flag that lowers it (for an out-of-memory error)."""
+        return f"batch of {self.setup.config.ce_batch} images; lower --ce-batch"

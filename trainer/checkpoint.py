@@ -50,6 +50,10 @@ class Checkpoint:
     unit            str, what one step of the phase is: "episode" or "epoch"
     step            int, steps (of ``unit``) done in that phase
     rng             dict[str, Tensor], the method's generator states (uint8 tensors) at that step
+    rng_device      str, the device type ("cpu", "cuda") of the training device whose generators
+                    wrote ``rng``: a CUDA generator's state (16 bytes) does not load into a CPU one
+                    (5,056 bytes) nor back, so a resume on another device type re-seeds those (the
+                    engine says so); absent in files written before it: "cpu"
     best_val        float, the best validation overall accuracy so far; -1.0 when none yet
     elapsed         float, seconds of training up to this checkpoint (the metrics' clock on resume)
     """
@@ -62,6 +66,7 @@ class Checkpoint:
     unit: str
     step: int
     rng: dict[str, torch.Tensor]
+    rng_device: str = "cpu"
     best_val: float = -1.0
     elapsed: float = 0.0
     optimizer: dict[str, Any] | None = None
@@ -85,6 +90,7 @@ class Checkpoint:
                 "version); retrain or use that version"
             )
         names = [f.name for f in fields(cls)]
+        state = {"rng_device": "cpu", **state}  # written before the field existed: on the CPU
         missing = [name for name in names if name not in state]
         if missing:
             raise CheckpointError(f"{path}: damaged checkpoint (no {', '.join(missing)})")
@@ -140,6 +146,7 @@ FIELD_CHECKS = {  # the documented type of every field (format is checked first)
     "unit": lambda v: v in UNITS,
     "step": _is_count,
     "rng": _is_tensors,
+    "rng_device": lambda v: v in ("cpu", "cuda", "mps", "xpu"),
     "best_val": _is_number,
     "elapsed": _is_number,
 }

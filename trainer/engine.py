@@ -14,7 +14,8 @@ generator states, so it equals an uninterrupted run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 
 class TrainingDiverged(InputError):
     """The loss became NaN or infinite (too high a learning rate, or bad data)."""
+
+
+class DeviceOutOfMemory(InputError):
+    """The training device ran out of memory; the message names the size and the flag that lowers it."""
 
 
 @dataclass
@@ -156,6 +161,13 @@ class Method(Protocol):
 
     def load_rng_state(self, state: dict[str, torch.Tensor]) -> None: ...
 
+    # Optional (looked up with getattr, so a method without them still works):
+    #   reseed_device_rng(state, phase_index, step) -> None: resume on another device type (the
+    #     device generators' states do not transfer): load what does, re-seed the rest from
+    #     (seed, phase_index, step); without it such a resume is refused with one line.
+    #   memory_note(phase_index) -> str: on an out-of-memory error, the size of the step and the flag
+    #     that lowers it ("episode of 700 images ...; lower --queries or --n-max").
+
 
 class FiniteWatch:
     """Remembers the first step whose loss was not finite, on the device (no sync per step)."""
@@ -190,8 +202,10 @@ class Engine:
         self.config = config
         self.run_dir = run_dir
         self.log = MetricsLog(run_dir / "metrics.jsonl", warn)
+        self.warn = warn
         self.progress = TrainProgress(enabled=config.progress)
         self.watch = FiniteWatch(device)
+        self.device = device
         self.start_time = time.perf_counter()
         self.best_at = ""  # "ret episode 20 (val 0.812)": where best.pt's weights come from
 
@@ -228,7 +242,8 @@ class Engine:
         total = phase.steps * phase.ticks
         self.progress.start_phase(phase.name, total, position.step * phase.ticks, phase.tick_unit)
         for step in range(position.step + 1, phase.steps + 1):
-            result = self.method.step(position.phase_index, step, optimizer, self.progress.update)
+            with self.out_of_memory(phase, step):
+                result = self.method.step(position.phase_index, step, optimizer, self.progress.update)
             self.watch.observe(result.loss, step)
             position.step = step
             last = step == phase.steps
@@ -239,6 +254,23 @@ class Engine:
                 self.check_finite(phase)
                 self.validate_and_save(phase, position, optimizer)
         self.progress.close()
+
+    @contextmanager
+    def out_of_memory(self, phase: Phase, step: int, validating: bool = False) -> Iterator[None]:
+        """Turn the device's out-of-memory error into one line: where, how big, the flag to lower."""
+        try:
+            yield
+        except torch.OutOfMemoryError:
+            if validating:
+                note = f"embedding batch {self.config.batch_size} images; lower --batch-size"
+            else:
+                memory_note = getattr(self.method, "memory_note", None)
+                note = memory_note(self.method.phases.index(phase)) if memory_note else "lower the batch size"
+            where = "validating after" if validating else "at"
+            raise DeviceOutOfMemory(
+                f"{self.device.type} out of memory {where} {phase.name} {phase.unit} {step} ({note}); "
+                "resume with --resume after lowering it"
+            ) from None
 
     def write_record(self, phase: Phase, position: Position, result: StepResult) -> None:
         position.elapsed = time.perf_counter() - self.start_time
@@ -264,7 +296,8 @@ class Engine:
     def validate_and_save(self, phase: Phase, position: Position, optimizer: torch.optim.Optimizer) -> None:
         """Validate (when there are validation images), keep best.pt on a new best, write last.pt."""
         if self.method.has_validation:
-            report = self.method.validate()
+            with self.out_of_memory(phase, position.step, validating=True):
+                report = self.method.validate()
             self.log.write(
                 {
                     "kind": "val",
@@ -303,6 +336,7 @@ class Engine:
             unit=phase.unit if phase is not None else (units or ["episode"])[0],
             step=position.step,
             rng=self.method.rng_state(),
+            rng_device=self.device.type,
             best_val=position.best_val,
             elapsed=position.elapsed,
         )
@@ -323,7 +357,26 @@ class Engine:
         try:
             for name, module in modules.items():
                 module.load_state_dict(states[name])
-            self.method.load_rng_state(checkpoint.rng)
+            self.load_rng(checkpoint)
         except (RuntimeError, KeyError, TypeError) as error:
             raise CheckpointError(f"{where}: does not fit this run's model ({error})") from None
         return Position(index, checkpoint.step, checkpoint.best_val, checkpoint.elapsed)
+
+    def load_rng(self, checkpoint: Checkpoint) -> None:
+        """The generators of ``checkpoint``; written on another device type: re-seeded (one line)."""
+        if checkpoint.rng_device == self.device.type:
+            self.method.load_rng_state(checkpoint.rng)
+            return
+        where, now = self.run_dir / "last.pt", self.device.type
+        reseed = getattr(self.method, "reseed_device_rng", None)
+        if reseed is None:
+            raise CheckpointError(
+                f"{where}: written on {checkpoint.rng_device}, this run's method cannot resume on {now}; "
+                f"resume with --device {checkpoint.rng_device}"
+            )
+        reseed(checkpoint.rng, checkpoint.phase_index, checkpoint.step)
+        self.warn(
+            f"{where} was written on {checkpoint.rng_device}, resuming on {now}: the {now} generator is "
+            f"re-seeded from (seed, phase, step) (deterministic, but not the draws {checkpoint.rng_device} "
+            "would have made)"
+        )

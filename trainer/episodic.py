@@ -113,6 +113,7 @@ class EpisodicMethod:
         self.cuda = setup.device.type == "cuda"
         self._window = torch.zeros(2, device=setup.device)  # loss and accuracy sums since the last note
         self._window_n = 0
+        self._last_size = (0, 0, 0)  # K, N, queries of the last episode drawn
 
     def describe(self) -> str:
         setup = self.setup
@@ -135,6 +136,7 @@ class EpisodicMethod:
         """One episode of phase ``phase_index``: sample, augment, embed, loss, Adam step."""
         self.model.train()
         ep = self.sampler.sample(self.specs[phase_index])
+        self._last_size = (ep.k, ep.n, ep.n_query)
         batch = self.setup.data.batch(torch.cat([ep.support, ep.query]), self.augment, self.sampler.gen)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
             emb = self.model(batch)
@@ -187,3 +189,16 @@ class EpisodicMethod:
 
     def load_rng_state(self, state: dict[str, torch.Tensor]) -> None:
         self.sampler.load_state(state)
+
+    def reseed_device_rng(self, state: dict[str, torch.Tensor], phase_index: int, step: int) -> None:
+        """Resume from generators written on another device type (see ``Engine.load_rng``)."""
+        self.sampler.reseed_device(state, phase_index, step)
+
+    def memory_note(self, phase_index: int) -> str:
+        """The last episode's size and the flags that lower it (for an out-of-memory error)."""
+        config, size = self.setup.config, self._last_size
+        return (
+            f"episode of {size[0] * size[1] + size[2]} images: K={size[0]} classes x N={size[1]} shots + "
+            f"{size[2]} queries; lower --queries (now {config.queries}) or --n-max (now "
+            f"{n_max_of(self.setup)})"
+        )

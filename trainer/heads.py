@@ -35,8 +35,10 @@ class SvmSettings:
 
 @torch.no_grad()
 def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256, device="cpu") -> torch.Tensor:
-    """uint8 [N, H, W, 3] (any device) -> float32 [N, D] on the CPU; eval mode, no grad, bf16
-    autocast on CUDA. The model's train/eval mode is restored afterwards."""
+    """uint8 [N, H, W, 3] (any device) -> float32 [N, D] on the CPU; eval mode, no grad, in float32
+    with autocast disabled (even inside an autocast region): validation and eval.json must score the
+    embeddings the exported fp32 model computes, and bf16 moves ties. The model's train/eval mode is
+    restored afterwards."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -44,7 +46,7 @@ def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256, d
     try:
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast(device.type, enabled=False):
                 out.append(model(batch).float().cpu())
     finally:
         model.train(was_training)

@@ -5,6 +5,7 @@ tools."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -41,8 +42,16 @@ class LoadedRun:
     checkpoint: dict
 
 
+AUTO_DEVICE_ENV = "RFMML_AUTO_DEVICE"  # "cpu": "auto" means the CPU (the test suite pins it so)
+
+
 def resolve_device(name: str) -> torch.device:
+    """``--device``: "auto" = CUDA when available, else the CPU (or what $RFMML_AUTO_DEVICE says:
+    the default test suite sets it to "cpu" so that it runs the same on a GPU machine)."""
     if name == "auto":
+        pinned = os.environ.get(AUTO_DEVICE_ENV, "").strip().lower()
+        if pinned == "cpu":
+            return torch.device("cpu")
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available")
@@ -116,6 +125,24 @@ def weights_note(config: TrainConfig) -> str:
     return f"backbone {config.backbone} at {config.image_size} px: {source}; --tune {config.tune}"
 
 
+def use_deterministic_algorithms() -> None:
+    """``--deterministic``: torch's deterministic algorithms and cuBLAS's fixed workspace, so that a
+    CUDA run repeats bit for bit (resume included). The environment variable must be set before CUDA
+    initialises (cuBLAS reads it then); an existing value is kept."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+
+
+def cudnn_benchmark(method: Method, deterministic: bool) -> bool:
+    """Whether cuDNN may time its algorithms per input shape: only for methods with fixed batch shapes
+    (every phase counts epochs: the cross-entropy batches). An episodic method draws ~100 different
+    episode sizes (K x N + queries vary per episode), and benchmark mode re-tunes every convolution
+    for each new size: slower than the heuristic choice for thousands of episodes. Padding episodes
+    to a few bucket sizes would keep it, but changes BatchNorm statistics (padded images enter the
+    batch), so CPU metrics would no longer be those of the paper's loss. Never with --deterministic."""
+    return not deterministic and all(phase.unit == "epoch" for phase in method.phases)
+
+
 def _cache_dir(config: TrainConfig) -> Path | None:
     """The cache folder of decoded images and features (None: --no-cache)."""
     return None if config.cache_dir == "" else Path(config.cache_dir or default_cache_dir())
@@ -141,6 +168,7 @@ def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str],
     torch's CPU thread count is set to ``config.threads`` (when > 0) for the run and restored after.
     """
     threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         shrunk: list[str] = []
         if not resume:
@@ -151,6 +179,7 @@ def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str],
             return _run_locked(config, resume, shrunk, say)
     finally:
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
 
 
 def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Callable[[str], None]) -> dict:
@@ -160,6 +189,8 @@ def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Calla
         checkpoint, split = _resume_point(run_dir, config)
     else:
         checkpoint, split = None, _new_run_split(run_dir, config, shrunk, say)
+    if config.deterministic:  # before the first CUDA call: cuBLAS reads its workspace setting at init
+        use_deterministic_algorithms()
     device = resolve_device(config.device)
     if config.threads and config.tune != "head":
         torch.set_num_threads(config.threads)
@@ -173,6 +204,8 @@ def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Calla
         torch.set_num_threads(config.threads)
     parts = setup.parts  # on cached features: the feature parts, which evaluation embeds
     method = build_method(setup)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cudnn_benchmark(method, bool(config.deterministic))
     if checkpoint is None:  # written once the data has decoded: bad input leaves no half-made run
         _start_run_files(run_dir, split, config)
     else:
@@ -226,7 +259,6 @@ def _setup(
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
     train_views, trained = None, model
     if config.tune == "head":
         views = feature_views(config.augment and config.method != FROZEN_METHOD)

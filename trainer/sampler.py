@@ -61,6 +61,12 @@ class Episode:
         return torch.bincount(self.query_labels, minlength=self.k).tolist()
 
 
+def resume_seed(seed: int, phase_index: int, step: int) -> int:
+    """The seed of a device generator re-seeded at (phase, step) of a run seeded ``seed`` (a resume on
+    another device type): a fixed function, so two such resumes draw the same; below 2**63."""
+    return (seed * 1_000_003 + phase_index * 100_003 + step) % (2**63)
+
+
 def ret_spec(majority: list[int], n_max: int, queries: int) -> EpisodeSpec:
     """RET: K ~ U[2, |C_maj|], N ~ U[1, N_max) (just {1} when N_max <= 2), pooled queries."""
     return EpisodeSpec(tuple(majority), 2, len(majority), 1, max(1, n_max - 1), queries, "pool")
@@ -89,6 +95,7 @@ class EpisodeSampler:
             start += n
         self.class_index = index.to(self.device)  # [C, max_n], padded with 0
         self.class_counts = self.counts.to(self.device)
+        self.seed = seed
         self.shape_gen = torch.Generator().manual_seed(seed)
         self.gen = torch.Generator(device=self.device).manual_seed(seed + 1)
         self._pools: dict[tuple[int, ...], torch.Tensor] = {}
@@ -153,6 +160,12 @@ class EpisodeSampler:
         else:
             raise ValueError(f"unknown query mode {spec.query_mode!r}")
         return Episode(k, n, support, query, query_labels, classes)
+
+    def reseed_device(self, state: dict[str, torch.Tensor], phase_index: int, step: int) -> None:
+        """Resume from ``state`` written on another device type: the CPU shape generator loads, the
+        device generator (whose state does not transfer) is re-seeded by :func:`resume_seed`."""
+        self.shape_gen.set_state(state["shape_gen"])
+        self.gen.manual_seed(resume_seed(self.seed + 1, phase_index, step))
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"shape_gen": self.shape_gen.get_state(), "gen": self.gen.get_state()}
