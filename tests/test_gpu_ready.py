@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -282,3 +285,31 @@ def test_out_of_memory_is_one_line_and_exit_2(target, args, expected, tmp_path, 
     lines = [line for line in err.splitlines() if "out of memory" in line]
     assert len(lines) == 1 and lines[0].startswith("rfmml-train: error: cpu out of memory")
     assert re.search(expected, lines[0]), lines[0]
+
+
+# the GPU script -----------------------------------------------------------------------------------------
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+
+
+def _script(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")
+def test_gpu_check_fails_clearly_without_cuda(tmp_path) -> None:
+    started = time.perf_counter()
+    done = _script(tmp_path=tmp_path)
+    assert done.returncode == 1 and time.perf_counter() - started < 30
+    assert done.stderr.strip().splitlines() == [
+        "gpu_check: no CUDA device: torch.cuda.is_available() is False (run this on a GPU machine)"
+    ]
+    assert done.stdout == "" and not any(tmp_path.iterdir())  # nothing installed, nothing pretended
+
+
+def test_gpu_check_dry_run_prints_the_plan(tmp_path) -> None:
+    done = _script("--dry-run", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "pip install --no-deps --no-build-isolation -e ." in done.stdout
+    assert "pytest -q -m cuda tests/test_cuda.py" in done.stdout
+    assert "train wide_resnet50_2 @224 ret cudnn.benchmark=False: 20" in done.stdout
