@@ -43,7 +43,7 @@ from rfmml.trainer.config_fields import (
     setting,
 )
 
-EPISODIC_METHODS = ("rfmml", "protonet", "rfmml-no-ret", "rfmml-no-acf")
+EPISODIC_METHODS = ("rfmml", "protonet", "rfmml-no-ret", "rfmml-no-acf", "rfmml-plus")
 CE_METHODS = ("plain", "reweight", "resample", "logit-adjust")
 FROZEN_METHOD = "frozen"  # no training: the pretrained features with the Proto and SVM heads
 METHODS = EPISODIC_METHODS + CE_METHODS + (FROZEN_METHOD,)
@@ -165,7 +165,8 @@ class TrainConfig:
     )
     method: str = setting(
         "rfmml",
-        help="rfmml (RET + ACF); ablations rfmml-no-ret, rfmml-no-acf; protonet (fixed all-class "
+        help="rfmml (RET + ACF); ablations rfmml-no-ret, rfmml-no-acf; rfmml-plus (rfmml with the "
+        "class prior corrected in the episodic loss, --la-tau; experimental); protonet (fixed all-class "
         "episodes); cross-entropy baselines with a linear layer: plain, reweight, resample, logit-adjust; "
         "frozen (no training: the pretrained features with the Proto and SVM heads).",
         section=RUN,
@@ -323,7 +324,7 @@ class TrainConfig:
     ce_batch: int = setting(64, help="Batch size.", section=CROSS_ENTROPY, type=BATCH)
     la_tau: float = setting(
         1.0,
-        help="logit-adjust: strength tau of the adjustment.",
+        help="logit-adjust, rfmml-plus: strength tau of the adjustment.",
         section=CROSS_ENTROPY,
         type=FiniteFloat(min=0),
     )

@@ -14,6 +14,7 @@ from rfmml.trainer.config import CE_METHODS, FROZEN_METHOD
 from rfmml.trainer.engine import Method, TrainSetup
 from rfmml.trainer.episodic import PLANS, EpisodicMethod
 from rfmml.trainer.frozen import FrozenMethod
+from rfmml.trainer.rfmml_plus import PLUS_METHOD, RfmmlPlusMethod
 
 MethodBuilder = Callable[[TrainSetup], Method]
 
@@ -21,6 +22,7 @@ METHOD_BUILDERS: dict[str, MethodBuilder] = {
     **{name: EpisodicMethod for name in PLANS},  # rfmml, rfmml-no-ret, rfmml-no-acf, protonet
     **{name: CrossEntropyMethod for name in CE_METHODS},  # plain, reweight, resample, logit-adjust
     FROZEN_METHOD: FrozenMethod,  # no training
+    PLUS_METHOD: RfmmlPlusMethod,  # rfmml with the class prior corrected in the episodic loss
 }
 
 

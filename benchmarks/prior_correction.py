@@ -1,0 +1,126 @@
+"""Post-hoc heads on finished --tune head runs (issue 11): what RF-MML+ candidates that change only the
+test-time head would score, without training anything.
+
+For each run folder (best.pt, config.json, split.json; features from the cache the run filled): the
+embeddings of train / val / test, then on the test split
+
+- ``proto``: the run's Proto head (a check: must equal the run's eval.json);
+- ``proto+pc``: prior-corrected Proto scores ``-d(e, p_k) - tau * log pi_k``, tau on validation
+  (balanced accuracy, rfmml.trainer.rfmml_plus.choose_tau);
+- ``cos+pc``: the same on embeddings centred on the training mean and L2-normalised (cosine-like);
+- ``proto+svm+pc``: z-scored Proto and SVM scores summed, then prior-corrected (tau on validation).
+
+Writes ``posthoc.json`` next to each run's kept results (``--results``) and prints one line per run.
+
+    python benchmarks/prior_correction.py benchmarks/out/eurosat_lt_head/s5/seed0/rfmml ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rfmml.runtime.heads import l2_normalize, proto_logits, svm_logits
+from rfmml.trainer.data import default_cache_dir, load_part
+from rfmml.trainer.feature_space import CachedFeatureModel, feature_parts
+from rfmml.trainer.heads import SvmSettings, accuracy_report, embed, fit_prototypes, fit_svm
+from rfmml.trainer.rfmml_plus import choose_tau, log_prior
+from rfmml.trainer.run import load_run
+
+
+def embeddings(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], object, object]:
+    """{part: embeddings float32 [N, D]}, {part: labels int64 [N]}, the run's config and split."""
+    run = load_run(run_dir)
+    config = run.config
+    if config.tune != "head":
+        raise SystemExit(f"{run_dir}: --tune {config.tune}; this script reads --tune head runs only")
+    cache = Path(config.cache_dir or default_cache_dir())
+    parts = {
+        part: load_part(run.split, part, config.image_size, cache, config.workers, Counter())
+        for part in ("train", "val", "test")
+    }
+    device = torch.device("cpu")
+    features, _ = feature_parts(run.model, parts, 1, cache, config.batch_size, device, print, False)
+    model = CachedFeatureModel(run.model)
+    emb = {p: embed(model, x, config.batch_size, device).numpy() for p, (x, _) in features.items()}
+    labels = {p: y.numpy() for p, (_, y) in features.items()}
+    return emb, labels, config, run.split
+
+
+def zscore(scores: np.ndarray) -> np.ndarray:
+    """Row-wise standardised scores [B, C] (so two heads' scales can be summed)."""
+    return (scores - scores.mean(1, keepdims=True)) / np.maximum(scores.std(1, keepdims=True), 1e-12)
+
+
+def corrected(name: str, val: np.ndarray, test: np.ndarray, labels, log_pi, report) -> dict:
+    """Tau on the validation scores ``val``, then the test report of ``test - tau * log pi``."""
+    tau, by_tau = choose_tau(val, labels["val"], log_pi)
+    pred = (test - tau * log_pi[None, :]).argmax(1)
+    return {name: {**report(pred), "tau": tau, "val_balanced_by_tau": {str(t): a for t, a in by_tau.items()}}}
+
+
+def posthoc(run_dir: Path) -> dict:
+    emb, labels, config, split = embeddings(run_dir)
+    classes, majority = list(split.classes), list(split.majority)
+    n = len(classes)
+    log_pi = log_prior(np.bincount(labels["train"], minlength=n))
+
+    def report(pred: np.ndarray) -> dict:
+        return accuracy_report(pred, labels["test"], classes, majority)
+
+    protos = fit_prototypes(emb["train"], labels["train"], n).numpy()
+    logits = {p: proto_logits(emb[p], protos, config.distance) for p in ("val", "test")}
+    out = {"proto": report(logits["test"].argmax(1))}
+    out |= corrected("proto+pc", logits["val"], logits["test"], labels, log_pi, report)
+    mean = emb["train"].mean(0, keepdims=True)
+    cos = {p: l2_normalize(emb[p] - mean) for p in emb}
+    cos_protos = fit_prototypes(cos["train"].astype(np.float32), labels["train"], n).numpy()
+    cos_logits = {p: proto_logits(cos[p], cos_protos, config.distance) for p in ("val", "test")}
+    out |= corrected("cos+pc", cos_logits["val"], cos_logits["test"], labels, log_pi, report)
+    svm = SvmSettings.from_config(config, c=float(json_eval(run_dir)["svm_params"]["C"]))
+    coef, intercept = fit_svm(emb["train"], labels["train"], n, svm.c, svm.class_weight, svm.l2_normalize)
+    both = {
+        p: zscore(logits[p]) + zscore(svm_logits(emb[p], coef, intercept, svm.l2_normalize))
+        for p in ("val", "test")
+    }
+    out |= corrected("proto+svm+pc", both["val"], both["test"], labels, log_pi, report)
+    return out
+
+
+def json_eval(run_dir: Path) -> dict:
+    return json.loads((run_dir / "eval.json").read_text())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--out-root", type=Path, default=Path("benchmarks/out/eurosat_lt_head"))
+    parser.add_argument("--results", type=Path, default=Path("results/eurosat_lt_head"))
+    args = parser.parse_args()
+    for run_dir in args.runs:
+        result = posthoc(run_dir)
+        check = json_eval(run_dir)["proto"]["overall"]
+        if abs(result["proto"]["overall"] - check) > 1e-9:
+            raise SystemExit(f"{run_dir}: proto {result['proto']['overall']} != eval.json {check}")
+        kept = args.results / run_dir.resolve().relative_to(args.out_root.resolve())
+        kept.mkdir(parents=True, exist_ok=True)
+        (kept / "posthoc.json").write_text(json.dumps(result, indent=1) + "\n")
+        cells = "  ".join(
+            f"{h} {100 * r['overall']:.1f}/{100 * r['minority']:.1f}"
+            + (f" tau {r['tau']:g}" if "tau" in r else "")
+            for h, r in result.items()
+        )
+        print(f"{run_dir}: {cells}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""RF-MML+ (issue 11): RF-MML (RET then ACF) with the class prior corrected, Menon et al.'s logit
+adjustment carried over to prototypes.
+
+A logit-adjusted linear probe beats the paper's RF-MML on frozen features because it corrects for the
+class prior; a Proto head does not. Two places to correct it:
+
+- in the episodic loss (``--method rfmml-plus``, strength ``--la-tau``): the query's logits
+  ``-d(q, p_k)`` get ``+ tau * log pi_k`` before the softmax cross-entropy, ``pi_k`` the class's share
+  of ALL training images (not of the episode: the prior the test set is scored against). Rare classes
+  are pushed to win by a margin while training; the test-time Proto head is unchanged (-d), so the
+  runtime needs nothing new. RET episodes hold majority classes of equal counts only, where the
+  correction is a constant shift and changes nothing: it acts in ACF.
+- post hoc, at the Proto head: ``-d(e, p_k) - tau * log pi_k`` with tau chosen on validation
+  (:func:`prior_corrected_logits`, :func:`choose_tau`); measured by benchmarks/prior_correction.py on
+  finished runs. Shipping it needs a per-class bias in the head file (see RESULTS.md, issue 11).
+
+Shapes: embeddings float [B, D], prototypes [C, D], counts int [C].
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rfmml.runtime.heads import proto_logits
+from rfmml.trainer.engine import StepResult, TrainSetup
+from rfmml.trainer.episode import episode_prototypes, pairwise_distance
+from rfmml.trainer.episodic import EpisodicMethod
+
+PLUS_METHOD = "rfmml-plus"
+TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+
+
+def log_prior(counts) -> np.ndarray:
+    """log(count_k / sum counts), float64 [C]; a class without images gets log(1 / (2 * total))
+    (below every present class, finite)."""
+    c = np.asarray(counts, dtype=np.float64)
+    total = c.sum()
+    return np.log(np.where(c > 0, c, 0.5) / total)
+
+
+def prior_corrected_episode_loss(
+    embeddings: torch.Tensor,
+    k: int,
+    n: int,
+    query_labels: torch.Tensor,
+    distance: str,
+    episode_log_prior: torch.Tensor,
+    tau: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logit-adjusted prototypical loss of one episode.
+
+    embeddings [K * N + M, D] (support class-major, then queries), query_labels int64 [M] in [0, K),
+    episode_log_prior float [K] (log prior of the episode's classes). Returns (mean cross-entropy of
+    softmax(-d + tau * log pi), accuracy of the uncorrected argmax(-d), the test-time rule)."""
+    support, query = embeddings[: k * n], embeddings[k * n :]
+    logits = -pairwise_distance(query, episode_prototypes(support, k, n), distance)
+    loss = F.cross_entropy(logits + tau * episode_log_prior[None, :].to(logits.dtype), query_labels)
+    accuracy = (logits.argmax(1) == query_labels).float().mean()
+    return loss, accuracy
+
+
+def prior_corrected_logits(
+    embeddings: np.ndarray, prototypes: np.ndarray, distance: str, log_pi: np.ndarray, tau: float
+) -> np.ndarray:
+    """Post-hoc corrected Proto scores float64 [B, C]: ``-d(e, p_k) - tau * log pi_k``."""
+    return proto_logits(embeddings, prototypes, distance) - tau * np.asarray(log_pi, np.float64)[None, :]
+
+
+def choose_tau(
+    logits: np.ndarray, labels: np.ndarray, log_pi: np.ndarray, grid=TAU_GRID
+) -> tuple[float, dict[float, float]]:
+    """(tau, {tau: balanced accuracy}) on validation: ``logits`` [B, C] uncorrected Proto scores,
+    ``labels`` int [B]. Balanced (mean per-class) accuracy, because validation holds the same number
+    of images per class as the test split; the smallest tau wins a tie (0 = no correction)."""
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    scores = {}
+    for tau in grid:
+        pred = (logits - tau * np.asarray(log_pi)[None, :]).argmax(1)
+        scores[float(tau)] = float(np.mean([(pred[labels == c] == c).mean() for c in present]))
+    best = max(scores, key=lambda t: (scores[t], -t))
+    return best, scores
+
+
+class RfmmlPlusMethod(EpisodicMethod):
+    """RF-MML's phases (RET then ACF) with :func:`prior_corrected_episode_loss` at ``--la-tau``."""
+
+    def __init__(self, setup: TrainSetup) -> None:
+        super().__init__(replace(setup, config=setup.config.replace(method="rfmml")))  # rfmml's plan
+        self.setup = setup
+        counts = torch.bincount(setup.data.train_labels.cpu(), minlength=len(setup.split.classes))
+        self.log_prior = torch.as_tensor(log_prior(counts.numpy()), dtype=torch.float32).to(setup.device)
+        self.tau = float(setup.config.la_tau)
+
+    def describe(self) -> str:
+        return super().describe() + f", prior-corrected episodic loss (tau {self.tau:g})"
+
+    def step(self, phase_index: int, step: int, optimizer: torch.optim.Optimizer, tick) -> StepResult:
+        """One episode: sample, embed, logit-adjusted loss, Adam step (EpisodicMethod.step's order)."""
+        self.model.train()
+        ep = self.sampler.sample(self.specs[phase_index])
+        batch = self.setup.data.batch(torch.cat([ep.support, ep.query]), self.augment, self.sampler.gen)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+            emb = self.model(batch)
+        loss, acc = prior_corrected_episode_loss(
+            emb, ep.k, ep.n, ep.query_labels, self.setup.config.distance, self.log_prior[ep.classes], self.tau
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss, acc = loss.detach(), acc.detach()
+        self._window += torch.stack([loss, acc])
+        self._window_n += 1
+        tick(1)
+        name = self.phases[phase_index].name
+
+        def record() -> dict[str, Any]:
+            return {"kind": "episode", "phase": name, "episode": step, "K": ep.k, "N": ep.n}
+
+        return StepResult(loss, record)
