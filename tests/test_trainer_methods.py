@@ -101,6 +101,7 @@ def test_every_method_writes_a_valid_eval(
         "rfmml": {"ret", "acf"},
         "rfmml-no-ret": {"acf"},
         "rfmml-no-acf": {"ret"},
+        "rfmml-plus": {"ret", "acf"},
         "frozen": set(),  # no training, no records
     }[method]
     assert phases == expected
