@@ -21,7 +21,7 @@ import torch
 from onnx import TensorProto, helper
 
 from rfmml.runtime import session as session_module
-from rfmml.trainer import ce_train, episodic, run
+from rfmml.trainer import ce_train, device, episodic
 from rfmml.trainer.ce_train import ce_loss_fn
 from rfmml.trainer.checkpoint import Checkpoint, CheckpointError
 from rfmml.trainer.cli import main
@@ -101,11 +101,11 @@ def test_old_checkpoints_without_the_device_read_as_cpu(tiny_run) -> None:
 def test_auto_means_cpu_in_the_default_suite(monkeypatch) -> None:
     assert os.environ["RFMML_AUTO_DEVICE"] == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert run.resolve_device("auto") == torch.device("cpu")
+    assert device.resolve_device("auto") == torch.device("cpu")
     monkeypatch.setattr(session_module, "cuda_device_count", lambda: 1)
     assert session_module.auto_providers("x.onnx") == ["CPUExecutionProvider"]
     monkeypatch.delenv("RFMML_AUTO_DEVICE")  # the product's own "auto" would take the GPU
-    assert run.resolve_device("auto") == torch.device("cuda")
+    assert device.resolve_device("auto") == torch.device("cuda")
     assert session_module.auto_providers("x.onnx")[0] == "CUDAExecutionProvider"
 
 
@@ -138,9 +138,9 @@ def test_cudnn_benchmark_only_for_fixed_batch_shapes() -> None:
     def method(*units: str) -> SimpleNamespace:
         return SimpleNamespace(phases=[Phase("p", 1, unit, 0.1, "--lr", 1, 1) for unit in units])
 
-    assert run.cudnn_benchmark(method("epoch"), deterministic=False) is True
-    assert run.cudnn_benchmark(method("episode", "episode"), deterministic=False) is False
-    assert run.cudnn_benchmark(method("epoch"), deterministic=True) is False
+    assert device.cudnn_benchmark(method("epoch"), deterministic=False) is True
+    assert device.cudnn_benchmark(method("episode", "episode"), deterministic=False) is False
+    assert device.cudnn_benchmark(method("epoch"), deterministic=True) is False
 
 
 # 5. fp32 evaluation -----------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ tools."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.trainer.checkpoint import Checkpoint, CheckpointError
 from rfmml.trainer.config import FROZEN_METHOD, TrainConfig, read_config, resolve_defaults, validate
 from rfmml.trainer.data import conversion_message, default_cache_dir, load_part
+from rfmml.trainer.device import cudnn_benchmark, resolve_device, use_deterministic_algorithms
 from rfmml.trainer.engine import Engine, Method, TrainData, TrainSetup
 from rfmml.trainer.errors import InputError
 from rfmml.trainer.evaluate import evaluate_heads, summary_table
@@ -40,22 +40,6 @@ class LoadedRun:
     model: EmbeddingNet
     run_dir: Path
     checkpoint: dict
-
-
-AUTO_DEVICE_ENV = "RFMML_AUTO_DEVICE"  # "cpu": "auto" means the CPU (the test suite pins it so)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``--device``: "auto" = CUDA when available, else the CPU (or what $RFMML_AUTO_DEVICE says:
-    the default test suite sets it to "cpu" so that it runs the same on a GPU machine)."""
-    if name == "auto":
-        pinned = os.environ.get(AUTO_DEVICE_ENV, "").strip().lower()
-        if pinned == "cpu":
-            return torch.device("cpu")
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available")
-    return torch.device(name)
 
 
 def prepare_split(config: TrainConfig) -> Split:
@@ -125,24 +109,6 @@ def weights_note(config: TrainConfig) -> str:
     return f"backbone {config.backbone} at {config.image_size} px: {source}; --tune {config.tune}"
 
 
-def use_deterministic_algorithms() -> None:
-    """``--deterministic``: torch's deterministic algorithms and cuBLAS's fixed workspace, so that a
-    CUDA run repeats bit for bit (resume included). The environment variable must be set before CUDA
-    initialises (cuBLAS reads it then); an existing value is kept."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-
-
-def cudnn_benchmark(method: Method, deterministic: bool) -> bool:
-    """Whether cuDNN may time its algorithms per input shape: only for methods with fixed batch shapes
-    (every phase counts epochs: the cross-entropy batches). An episodic method draws ~100 different
-    episode sizes (K x N + queries vary per episode), and benchmark mode re-tunes every convolution
-    for each new size: slower than the heuristic choice for thousands of episodes. Padding episodes
-    to a few bucket sizes would keep it, but changes BatchNorm statistics (padded images enter the
-    batch), so CPU metrics would no longer be those of the paper's loss. Never with --deterministic."""
-    return not deterministic and all(phase.unit == "epoch" for phase in method.phases)
-
-
 def _cache_dir(config: TrainConfig) -> Path | None:
     """The cache folder of decoded images and features (None: --no-cache)."""
     return None if config.cache_dir == "" else Path(config.cache_dir or default_cache_dir())
@@ -190,7 +156,7 @@ def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Calla
     else:
         checkpoint, split = None, _new_run_split(run_dir, config, shrunk, say)
     if config.deterministic:  # before the first CUDA call: cuBLAS reads its workspace setting at init
-        use_deterministic_algorithms()
+        use_deterministic_algorithms(_warn)
     device = resolve_device(config.device)
     if config.threads and config.tune != "head":
         torch.set_num_threads(config.threads)
