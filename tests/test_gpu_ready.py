@@ -313,3 +313,16 @@ def test_gpu_check_dry_run_prints_the_plan(tmp_path) -> None:
     assert "pip install --no-deps --no-build-isolation -e ." in done.stdout
     assert "pytest -q -m cuda tests/test_cuda.py" in done.stdout
     assert "train wide_resnet50_2 @224 ret cudnn.benchmark=False: 20" in done.stdout
+
+
+def test_memory_note_without_a_drawn_episode_gives_the_largest() -> None:
+    from rfmml.trainer.sampler import ret_spec
+
+    setup = SimpleNamespace(
+        config=SimpleNamespace(n_max=4, queries=5), split=SimpleNamespace(counts=lambda part: {"a": 10})
+    )
+    method = SimpleNamespace(setup=setup, specs=[ret_spec([0, 1, 2], 4, 5)], _last_size=(0, 0, 0))
+    note = episodic.EpisodicMethod.memory_note(method, 0)  # a subclass whose step() does not record
+    assert note == "episodes of up to 24 images; lower --queries (now 5) or --n-max (now 4)"
+    method._last_size = (3, 2, 7)
+    assert episodic.EpisodicMethod.memory_note(method, 0).startswith("episode of 13 images: K=3 classes")

@@ -21,7 +21,7 @@ from rfmml.runtime.heads import proto_logits
 from rfmml.trainer.engine import Phase, StepResult, TrainSetup
 from rfmml.trainer.episode import episode_loss
 from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes
-from rfmml.trainer.sampler import EpisodeSampler, EpisodeSpec, acf_spec, ret_spec
+from rfmml.trainer.sampler import Episode, EpisodeSampler, EpisodeSpec, acf_spec, ret_spec
 
 PhasePlan = Callable[[TrainSetup, int], "tuple[Phase, EpisodeSpec] | None"]
 
@@ -135,8 +135,7 @@ class EpisodicMethod:
     ) -> StepResult:
         """One episode of phase ``phase_index``: sample, augment, embed, loss, Adam step."""
         self.model.train()
-        ep = self.sampler.sample(self.specs[phase_index])
-        self._last_size = (ep.k, ep.n, ep.n_query)
+        ep = self.sample_episode(phase_index)
         batch = self.setup.data.batch(torch.cat([ep.support, ep.query]), self.augment, self.sampler.gen)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
             emb = self.model(batch)
@@ -164,6 +163,12 @@ class EpisodicMethod:
             }
 
         return StepResult(loss, record)
+
+    def sample_episode(self, phase_index: int) -> Episode:
+        """The next episode of phase ``phase_index``; its size is kept for :meth:`memory_note`."""
+        ep = self.sampler.sample(self.specs[phase_index])
+        self._last_size = (ep.k, ep.n, ep.n_query)
+        return ep
 
     def progress_note(self, phase_index: int, step: int) -> str:
         """Mean loss and accuracy since the last note (syncs)."""
@@ -195,10 +200,12 @@ class EpisodicMethod:
         self.sampler.reseed_device(state, phase_index, step)
 
     def memory_note(self, phase_index: int) -> str:
-        """The last episode's size and the flags that lower it (for an out-of-memory error)."""
-        config, size = self.setup.config, self._last_size
-        return (
-            f"episode of {size[0] * size[1] + size[2]} images: K={size[0]} classes x N={size[1]} shots + "
-            f"{size[2]} queries; lower --queries (now {config.queries}) or --n-max (now "
-            f"{n_max_of(self.setup)})"
-        )
+        """The episode's size and the flags that lower it (for an out-of-memory error): the last
+        episode drawn by :meth:`sample_episode`, else the phase's largest possible one."""
+        config, spec = self.setup.config, self.specs[phase_index]
+        k, n, m = self._last_size
+        if k:
+            size = f"episode of {k * n + m} images: K={k} classes x N={n} shots + {m} queries"
+        else:
+            size = f"episodes of up to {spec.k_max * (spec.n_max + spec.queries)} images"
+        return f"{size}; lower --queries (now {config.queries}) or --n-max (now {n_max_of(self.setup)})"
