@@ -86,8 +86,12 @@ HEAD_METHOD_FLAGS: dict[str, list[str]] = {
     "rfmml": [],
     "rfmml-no-acf": [],
     "protonet": [],
+    "rfmml-plus": [],  # issue 11: the prior corrected in the episodic loss (tau 1)
+    # ACF at 1e-6 for 2,000 episodes barely moves the head: the correction acts in ACF only
+    "rfmml-plus-acf1e-5": ["--acf-lr", "1e-5"],
+    "rfmml-acf1e-5": ["--acf-lr", "1e-5"],  # its ablation: the same budget without the correction
 }
-HEAD_BASE_METHOD: dict[str, str] = {}  # a variant run as another --method with other flags
+HEAD_BASE_METHOD = {"rfmml-plus-acf1e-5": "rfmml-plus", "rfmml-acf1e-5": "rfmml"}  # variant: --method
 HEAD_METHODS = tuple(HEAD_METHOD_FLAGS)
 RESULT_FILES = ("eval.json", "config.json", "split.json")
 

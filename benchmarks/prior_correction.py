@@ -97,14 +97,47 @@ def json_eval(run_dir: Path) -> dict:
     return json.loads((run_dir / "eval.json").read_text())
 
 
+def summary(results: Path) -> str:
+    """Markdown per shot count: every run's eval.json heads and posthoc.json heads, mean ± sample std
+    over the seeds found (overall / minority %), one row per method/head."""
+    lines = []
+    for shots_dir in sorted(p for p in results.glob("s*") if p.is_dir()):
+        cells: dict[str, list[tuple[float, float]]] = {}
+        for run in sorted(shots_dir.glob("seed*/*/eval.json")):
+            heads = {h: v for h, v in json.loads(run.read_text()).items() if h in ("linear", "proto", "svm")}
+            extra = run.parent / "posthoc.json"
+            if extra.exists():
+                heads |= {h: v for h, v in json.loads(extra.read_text()).items() if h != "proto"}
+            for head, value in heads.items():
+                cells.setdefault(f"{run.parent.name} / {head}", []).append(
+                    (value["overall"], value["minority"])
+                )
+        lines += [
+            f"### {shots_dir.name}",
+            "",
+            "| method / head | seeds | overall % | minority % |",
+            "|---|---|---|---|",
+        ]
+        for label, values in sorted(cells.items()):
+            stats = [np.array([v[i] for v in values]) * 100 for i in (0, 1)]
+            text = [f"{a.mean():.1f}" + (f" ± {a.std(ddof=1):.1f}" if len(a) > 1 else "") for a in stats]
+            lines.append(f"| {label} | {len(values)} | {text[0]} | {text[1]} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument("--summary", action="store_true", help="print the table of --results and stop")
     parser.add_argument("--out-root", type=Path, default=Path("benchmarks/out/eurosat_lt_head"))
     parser.add_argument("--results", type=Path, default=Path("results/eurosat_lt_head"))
     args = parser.parse_args()
+    if args.summary:
+        print(summary(args.results))
+        return 0
     for run_dir in args.runs:
         result = posthoc(run_dir)
         check = json_eval(run_dir)["proto"]["overall"]

@@ -32,7 +32,7 @@ from rfmml.trainer.episode import episode_prototypes, pairwise_distance
 from rfmml.trainer.episodic import EpisodicMethod
 
 PLUS_METHOD = "rfmml-plus"
-TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+TAU_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # small values: cosine scale
 
 
 def log_prior(counts) -> np.ndarray:
