@@ -3,8 +3,11 @@
 onnxruntime-gpu lists CUDA among the *available* providers even on a machine with no GPU, and asking for
 CUDA there logs an error and silently falls back to the CPU. So "auto" only asks for CUDA when a CUDA
 device is really present (driver loads and reports >= 1 device), calls ``onnxruntime.preload_dlls()``
-first so the pip CUDA/cuDNN libraries are found, and then reads ``session.get_providers()`` to report
-what is in use.
+first so the pip CUDA/cuDNN libraries are found (its messages go to stderr: stdout may carry a CSV), and
+then reads ``session.get_providers()`` to report what is in use. "auto" keeps int8 models on the CPU
+(their fast path) and means the CPU when $RFMML_AUTO_DEVICE is "cpu" (the default test suite). CUDA
+runs with heuristic cuDNN algorithm search and TF32 off (embeddings that match the CPU-fitted heads);
+requested providers are tried in the order TensorRT, CUDA, CPU.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import ctypes
 import mmap
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -85,7 +89,7 @@ def _preload_cuda() -> None:
             warnings.warn(f"onnxruntime.preload_dlls() failed ({error})", stacklevel=2)
 
 
-QUANTIZED_OPS = (b"QuantizeLinear", b"QLinearConv", b"QLinearMatMul", b"ConvInteger", b"MatMulInteger")
+QUANTIZED_OPS = re.compile(rb"QuantizeLinear|QLinearConv|QLinearMatMul|ConvInteger|MatMulInteger")
 
 
 def is_quantized(model_path: str | Path) -> bool:
@@ -94,7 +98,7 @@ def is_quantized(model_path: str | Path) -> bool:
     while the CPU's int8 kernels are its fastest path: "auto" keeps them on the CPU."""
     try:
         with open(model_path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return any(data.find(name) >= 0 for name in QUANTIZED_OPS)
+            return QUANTIZED_OPS.search(data) is not None  # one pass over the file
     except (OSError, ValueError):  # unreadable or empty: the session reports it
         return False
 
@@ -106,8 +110,8 @@ def auto_providers(model_path: str | Path) -> list[str]:
     use_cuda = (
         not pinned
         and "CUDAExecutionProvider" in ort.get_available_providers()
-        and not is_quantized(model_path)
         and cuda_device_count() > 0
+        and not is_quantized(model_path)
     )
     return ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
 

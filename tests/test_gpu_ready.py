@@ -103,6 +103,8 @@ def test_auto_means_cpu_in_the_default_suite(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert device.resolve_device("auto") == torch.device("cpu")
     monkeypatch.setattr(session_module, "cuda_device_count", lambda: 1)
+    available = list(session_module.PROVIDER_RANK)
+    monkeypatch.setattr(session_module.ort, "get_available_providers", lambda: available)
     assert session_module.auto_providers("x.onnx") == ["CPUExecutionProvider"]
     monkeypatch.delenv("RFMML_AUTO_DEVICE")  # the product's own "auto" would take the GPU
     assert device.resolve_device("auto") == torch.device("cuda")
