@@ -7,8 +7,8 @@
 # 1. checks that torch sees a CUDA device (else: one line, exit 1, within seconds);
 # 2. installs the checkout without touching the machine's packages
 #    (python3 -m pip install --no-deps --no-build-isolation -e .);
-# 3. runs the cuda-marked tests (tests/test_cuda.py: torchvision backbones and the embedded synthetic
-#    set only: no timm, no downloads, no data set);
+# 3. runs the cuda-marked tests (tests/test_cuda.py and test_trainer_run.py's tiny run: torchvision
+#    backbones and the embedded synthetic set only: no timm, no downloads, no data set);
 # 4. runs benchmarks/gpu_bench.py (wide_resnet50_2 @224 episodes/s on the paper's episode shapes with
 #    cudnn.benchmark off/on, the data path's share of a step, the paper budget projected, onnxruntime
 #    CUDA vs CPU img/s) and prints its table for BENCHMARKS.md.
@@ -23,7 +23,7 @@ mkdir -p "$OUT"
 if [[ "${1:-}" == "--dry-run" ]]; then
     echo "gpu_check: would check CUDA with: $PY -c 'import torch; torch.cuda.is_available()'"
     echo "gpu_check: would install with: $PY -m pip install --no-deps --no-build-isolation -e ."
-    echo "gpu_check: would run: $PY -m pytest -q -m cuda tests/test_cuda.py"
+    echo "gpu_check: would run: $PY -m pytest -q -m cuda tests/test_cuda.py tests/test_trainer_run.py"
     echo "gpu_check: would run: $PY benchmarks/gpu_bench.py --json $OUT/gpu.json"
     exec "$PY" benchmarks/gpu_bench.py --dry-run
 fi
@@ -47,7 +47,7 @@ print(f"gpu_check: {torch.cuda.get_device_name()}, torch {torch.__version__} (CU
 EOF
 
 status=0
-timeout 300 "$PY" -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider >"$OUT/pytest.log" 2>&1
+timeout 300 "$PY" -m pytest -q -m cuda tests/test_cuda.py tests/test_trainer_run.py -p no:cacheprovider >"$OUT/pytest.log" 2>&1
 rc=$?
 tail -n 15 "$OUT/pytest.log"
 [[ $rc -eq 0 ]] || { echo "gpu_check: cuda tests failed (rc $rc, log $OUT/pytest.log)" >&2; status=1; }

@@ -314,7 +314,7 @@ def test_gpu_check_dry_run_prints_the_plan(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert "pip install --no-deps --no-build-isolation -e ." in done.stdout
     assert "pytest -q -m cuda tests/test_cuda.py" in done.stdout
-    assert "train wide_resnet50_2 @224 ret cudnn.benchmark=False: 20" in done.stdout
+    assert "train wide_resnet50_2 @224 ret cudnn.benchmark=False: 15" in done.stdout
 
 
 def test_memory_note_without_a_drawn_episode_gives_the_largest() -> None:
