@@ -37,15 +37,19 @@ PAPER = {"ret": 80_000, "acf": 2_000}
 
 
 def _sync() -> None:
-    torch.cuda.synchronize()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
-def train_rate(backbone: str, size: int, phase: str, episodes: int, benchmark: bool) -> dict:
+def train_rate(
+    backbone: str, size: int, phase: str, episodes: int, benchmark: bool, device: str = "cuda"
+) -> dict:
     """Episodes/s and the data share of ``episodes`` timed steps (after 3 warm-up ones)."""
     torch.backends.cudnn.benchmark = benchmark
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    device = torch.device("cuda")
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     model = build_embedding_net(backbone, pretrained=False).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-6)
@@ -80,7 +84,7 @@ def train_rate(backbone: str, size: int, phase: str, episodes: int, benchmark: b
         "episodes_per_s": episodes / step_s,
         "images_per_episode": n_images / episodes,
         "data_share": data_s / step_s,
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0,
     }
 
 
