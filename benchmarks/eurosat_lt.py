@@ -18,8 +18,9 @@ exists is skipped, so the script can be stopped and restarted. Then ``rfmml-comp
 128 px) frozen, a linear head trained on its cached features at the default budget (80,000 RET +
 2,000 ACF episodes; cross-entropy 100 epochs), every method of HEAD_METHODS at s = 5 and 10, seeds
 0-4, in the order seed 0 s = 5, seed 0 s = 10, seed 1 s = 5, ... Each finished run's eval.json,
-config.json and split.json are copied to ``--results`` (committed), so the grid's numbers survive
-the scratch folder; a run found there or in ``--out`` is not run again:
+config.json and split.json are copied to ``--results`` (committed), with posthoc.json (the post-hoc
+head candidates of benchmarks/prior_correction.py), so the grid's numbers survive the scratch folder;
+a run found there or in ``--out`` is not run again:
 
     python benchmarks/eurosat_lt.py --tune head --out benchmarks/out/eurosat_lt_head \\
         --results results/eurosat_lt_head --seeds 0 1 2 3 4 --shots 5 10
@@ -224,9 +225,11 @@ def head_grid(args: argparse.Namespace) -> int:
             for method in methods:
                 part = Path(f"s{shots}") / f"seed{seed}" / method
                 run_dir, kept = args.out / part, args.results / part
-                if (kept / "eval.json").exists():
+                if (kept / "posthoc.json").exists():
                     continue
                 if not (run_dir / "eval.json").exists():
+                    if (kept / "eval.json").exists():  # kept, its scratch run gone: nothing to redo
+                        continue
                     if run_dir.exists():  # a run stopped half-way: start it again from nothing
                         shutil.rmtree(run_dir)
                     run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -235,6 +238,9 @@ def head_grid(args: argparse.Namespace) -> int:
                         run_dir.parent / f"{method}.log",
                     )
                 keep_results(run_dir, kept)
+                posthoc = [sys.executable, str(Path(__file__).with_name("prior_correction.py")), str(run_dir)]
+                posthoc += ["--out-root", str(args.out), "--results", str(args.results)]
+                subprocess.run(posthoc, check=True)  # seconds: the test-time head candidates
     compare = str(BIN / "rfmml-compare")
     for shots in args.shots:
         runs = sorted(str(p.parent) for p in (args.results / f"s{shots}").glob("seed*/*/eval.json"))

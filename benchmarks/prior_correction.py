@@ -8,7 +8,8 @@ embeddings of train / val / test, then on the test split
 - ``proto+pc``: prior-corrected Proto scores ``-d(e, p_k) - tau * log pi_k``, tau on validation
   (balanced accuracy, rfmml.trainer.rfmml_plus.choose_tau);
 - ``cos+pc``: the same on embeddings centred on the training mean and L2-normalised (cosine-like);
-- ``proto+svm+pc``: z-scored Proto and SVM scores summed, then prior-corrected (tau on validation).
+- ``proto+svm+pc``: z-scored Proto and SVM scores summed, then prior-corrected (tau on validation);
+- ``cos+svm+pc``: the same with the cosine-like Proto scores.
 
 Writes ``posthoc.json`` next to each run's kept results (``--results``) and prints one line per run.
 
@@ -90,6 +91,9 @@ def posthoc(run_dir: Path) -> dict:
         for p in ("val", "test")
     }
     out |= corrected("proto+svm+pc", both["val"], both["test"], labels, log_pi, report)
+    svm_z = {p: zscore(svm_logits(emb[p], coef, intercept, svm.l2_normalize)) for p in ("val", "test")}
+    cos_svm = {p: zscore(cos_logits[p]) + svm_z[p] for p in ("val", "test")}
+    out |= corrected("cos+svm+pc", cos_svm["val"], cos_svm["test"], labels, log_pi, report)
     return out
 
 
