@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rfmml.runtime.heads import l2_normalize, proto_logits, svm_logits
+from rfmml.runtime.heads import proto_logits, svm_logits
 from rfmml.trainer.data import default_cache_dir, load_part
 from rfmml.trainer.feature_space import CachedFeatureModel, feature_parts
 from rfmml.trainer.heads import SvmSettings, accuracy_report, embed, fit_prototypes, fit_svm
-from rfmml.trainer.rfmml_plus import choose_tau, log_prior
+from rfmml.trainer.rfmml_plus import centred_unit, choose_tau, ensemble_logits, log_prior
 from rfmml.trainer.run import load_run
 
 
@@ -54,11 +54,6 @@ def embeddings(run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     return emb, labels, config, run.split
 
 
-def zscore(scores: np.ndarray) -> np.ndarray:
-    """Row-wise standardised scores [B, C] (so two heads' scales can be summed)."""
-    return (scores - scores.mean(1, keepdims=True)) / np.maximum(scores.std(1, keepdims=True), 1e-12)
-
-
 def corrected(name: str, val: np.ndarray, test: np.ndarray, labels, log_pi, report) -> dict:
     """Tau on the validation scores ``val``, then the test report of ``test - tau * log pi``."""
     tau, by_tau = choose_tau(val, labels["val"], log_pi)
@@ -79,20 +74,17 @@ def posthoc(run_dir: Path) -> dict:
     logits = {p: proto_logits(emb[p], protos, config.distance) for p in ("val", "test")}
     out = {"proto": report(logits["test"].argmax(1))}
     out |= corrected("proto+pc", logits["val"], logits["test"], labels, log_pi, report)
-    mean = emb["train"].mean(0, keepdims=True)
-    cos = {p: l2_normalize(emb[p] - mean) for p in emb}
+    centre = emb["train"].mean(0)
+    cos = {p: centred_unit(emb[p], centre) for p in emb}
     cos_protos = fit_prototypes(cos["train"].astype(np.float32), labels["train"], n).numpy()
     cos_logits = {p: proto_logits(cos[p], cos_protos, config.distance) for p in ("val", "test")}
     out |= corrected("cos+pc", cos_logits["val"], cos_logits["test"], labels, log_pi, report)
     svm = SvmSettings.from_config(config, c=float(json_eval(run_dir)["svm_params"]["C"]))
     coef, intercept = fit_svm(emb["train"], labels["train"], n, svm.c, svm.class_weight, svm.l2_normalize)
-    both = {
-        p: zscore(logits[p]) + zscore(svm_logits(emb[p], coef, intercept, svm.l2_normalize))
-        for p in ("val", "test")
-    }
+    svm_scores = {p: svm_logits(emb[p], coef, intercept, svm.l2_normalize) for p in ("val", "test")}
+    both = {p: ensemble_logits(logits[p], svm_scores[p]) for p in ("val", "test")}
     out |= corrected("proto+svm+pc", both["val"], both["test"], labels, log_pi, report)
-    svm_z = {p: zscore(svm_logits(emb[p], coef, intercept, svm.l2_normalize)) for p in ("val", "test")}
-    cos_svm = {p: zscore(cos_logits[p]) + svm_z[p] for p in ("val", "test")}
+    cos_svm = {p: ensemble_logits(cos_logits[p], svm_scores[p]) for p in ("val", "test")}
     out |= corrected("cos+svm+pc", cos_svm["val"], cos_svm["test"], labels, log_pi, report)
     return out
 

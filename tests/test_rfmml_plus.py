@@ -14,10 +14,13 @@ import torch
 from rfmml.trainer.cli import main
 from rfmml.trainer.episode import episode_loss
 from rfmml.trainer.rfmml_plus import (
+    centred_unit,
     choose_tau,
+    ensemble_logits,
     log_prior,
     prior_corrected_episode_loss,
     prior_corrected_logits,
+    zscore,
 )
 
 
@@ -56,6 +59,20 @@ def test_choose_tau_maximises_balanced_validation_accuracy() -> None:
     tau, scores = choose_tau(logits, labels, log_pi, grid=(0.0, 0.5, 0.75, 1.0))
     assert scores == {0.0: 0.5, 0.5: 0.75, 0.75: 1.0, 1.0: 0.75}
     assert tau == 0.75
+
+
+def test_centred_unit_subtracts_the_centre_then_normalises() -> None:
+    got = centred_unit(np.array([[4.0, 5.0], [1.0, 1.0]]), np.array([1.0, 1.0]))
+    np.testing.assert_allclose(got, [[0.6, 0.8], [0.0, 0.0]])  # (3, 4) / 5; the centre itself stays 0
+
+
+def test_ensemble_is_the_sum_of_row_zscores() -> None:
+    proto = np.array([[-1.0, -2.0, -3.0]])  # mean -2, population std sqrt(2/3)
+    svm = np.array([[0.0, 3.0, 0.0]])  # mean 1, population std sqrt(2)
+    s = math.sqrt(2 / 3)
+    np.testing.assert_allclose(zscore(proto), [[1 / s, 0.0, -1 / s]])
+    expected = [[1 / s - 1 / math.sqrt(2), 2 / math.sqrt(2), -1 / s - 1 / math.sqrt(2)]]
+    np.testing.assert_allclose(ensemble_logits(proto, svm), expected)
 
 
 @pytest.mark.parametrize("tau", ["0", "1"])

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rfmml.runtime.heads import proto_logits
+from rfmml.runtime.heads import l2_normalize, proto_logits
 from rfmml.trainer.engine import StepResult, TrainSetup
 from rfmml.trainer.episode import episode_prototypes, pairwise_distance
 from rfmml.trainer.episodic import EpisodicMethod
@@ -85,6 +85,25 @@ def choose_tau(
         scores[float(tau)] = float(np.mean([(pred[labels == c] == c).mean() for c in present]))
     best = max(scores, key=lambda t: (scores[t], -t))
     return best, scores
+
+
+def centred_unit(embeddings: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Embeddings [B, D] minus the centre [D] (the training embeddings' mean), L2-normalised: the
+    prototypes of these are cosine-like (a Euclidean head on them ranks like cosine similarity to
+    the centred class means, up to the prototypes' norms)."""
+    return l2_normalize(np.asarray(embeddings, np.float64) - np.asarray(centre, np.float64)[None, :])
+
+
+def zscore(scores: np.ndarray) -> np.ndarray:
+    """Row-wise standardised scores [B, C] (mean 0, population std 1), so heads of different scales
+    (distances, SVM margins) can be summed."""
+    s = np.asarray(scores, np.float64)
+    return (s - s.mean(1, keepdims=True)) / np.maximum(s.std(1, keepdims=True), 1e-12)
+
+
+def ensemble_logits(proto_scores: np.ndarray, svm_scores: np.ndarray) -> np.ndarray:
+    """The Proto + SVM ensemble's scores [B, C]: the sum of the two heads' row-wise z-scores."""
+    return zscore(proto_scores) + zscore(svm_scores)
 
 
 class RfmmlPlusMethod(EpisodicMethod):
