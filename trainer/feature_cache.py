@@ -66,7 +66,7 @@ def extract_features(
     device: torch.device,
     tick: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Pooled backbone features float32 [N, views, F] on the CPU (eval mode, no grad; bf16 on CUDA)."""
+    """Pooled backbone features float32 [N, views, F] on the CPU (eval mode, no grad, fp32 everywhere)."""
     was_training = net.training
     net.eval()
     out = torch.zeros(images.shape[0], views, net.feature_dim)
@@ -74,7 +74,9 @@ def extract_features(
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(device)
             for view in range(views):
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                # fp32, as the exported model computes them (bf16 would move ties between the cached
+                # features the head trains on and what the runtime embeds)
+                with torch.autocast(device.type, enabled=False):
                     out[start : start + batch.shape[0], view] = net.features(
                         dihedral_views(batch, view)
                     ).cpu()
