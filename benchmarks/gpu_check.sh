@@ -25,6 +25,8 @@ if [[ "${1:-}" == "--dry-run" ]]; then
     echo "gpu_check: would install with: $PY -m pip install --no-deps --no-build-isolation -e ."
     echo "gpu_check: would run: $PY -m pytest -q -m cuda tests/test_cuda.py tests/test_trainer_run.py"
     echo "gpu_check: would run: $PY benchmarks/gpu_bench.py --json $OUT/gpu.json"
+    "$PY" -c 'import torch' 2>/dev/null \
+        || { echo "gpu_check: (dry run) $PY cannot import torch: set PYTHON=... to show the benchmark plan"; exit 0; }
     exec "$PY" benchmarks/gpu_bench.py --dry-run
 fi
 
