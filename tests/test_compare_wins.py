@@ -110,3 +110,22 @@ def test_report_holds_wins_and_plot(tmp_path: Path) -> None:
         in readme
     )
     assert (out / "overall_vs_minority_0.png").stat().st_size > 1000
+
+
+def test_posthoc_heads_are_contenders_not_baselines(tmp_path: Path) -> None:
+    runs = make_runs(tmp_path)
+    plain0 = next(r for r in runs if r.parts[-2:] == ("seed0", "plain"))
+    posthoc = {"proto": {"overall": 0.0, "minority": 0.0, "majority": 0.0, "per_class": {}}}
+    posthoc["cos+pc"] = {"overall": 0.99, "minority": 0.98, "majority": 1.0, "per_class": {}, "tau": 0.1}
+    (plain0 / "posthoc.json").write_text(json.dumps(posthoc))
+    results = [load_run_result(r) for r in runs]
+    plain = next(r for r in results if r.run_dir == plain0)
+    assert list(plain.heads) == ["linear", "cos+pc"]  # posthoc's own-head check ("proto") is left out
+    rows = win_rows(results)
+    assert [(r.method, r.head, r.seeds) for r in rows] == [
+        ("plain", "cos+pc", (0,)),
+        ("rfmml", "proto", (0, 1)),
+        ("rfmml", "svm", (0, 1)),
+    ]
+    assert rows[0].margins["overall"] == pytest.approx((0.39,))  # over logit-adjust/linear's 0.60
+    assert "Best baseline, overall: seed 0 60.0 (logit-adjust/linear)" in wins_table(results)

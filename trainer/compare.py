@@ -25,6 +25,7 @@ from rfmml.trainer.compare_plots import plot_confusion, plot_gains, plot_tradeof
 PROG = "rfmml-compare"
 METRICS = ("majority", "minority", "overall")
 HEAD_ORDER = ("linear", "proto", "svm")
+POSTHOC_FILE = "posthoc.json"  # benchmarks/prior_correction.py: test-time head candidates of a run
 
 
 class CompareError(InputError):
@@ -99,6 +100,9 @@ def load_run_result(run_dir: str | Path, group_by: str = "protocol", label: str 
     if label == "dir":
         method = run_dir.resolve().name
     heads = {h: evaluation[h] for h in HEAD_ORDER if isinstance(evaluation.get(h), dict)}
+    if heads and (run_dir / POSTHOC_FILE).exists():  # extra heads, after the run's own
+        extra = _read_json(run_dir / POSTHOC_FILE)
+        heads |= {h: v for h, v in extra.items() if h not in HEAD_ORDER and isinstance(v, dict)}
     if not heads:
         raise CompareError(f"{run_dir}/eval.json: no head results (expected one of {HEAD_ORDER})")
     group = protocol_label(split) if group_by == "protocol" else f"split {split_digest(split)}"
@@ -132,7 +136,12 @@ def summarize(results: list[RunResult]) -> list[Row]:
             values = [float(m[metric]) for m in metric_list if m.get(metric) is not None]
             mean[metric], std[metric] = _mean_std(values) if values else (math.nan, math.nan)
         rows.append(Row(group, method, head, len(metric_list), mean, std))
-    return sorted(rows, key=lambda r: (r.group, r.method != "plain", r.method, HEAD_ORDER.index(r.head)))
+    return sorted(rows, key=lambda r: (r.group, r.method != "plain", r.method, head_rank(r.head)))
+
+
+def head_rank(head: str) -> tuple[int, str]:
+    """Sort key of a head: linear, proto, svm, then post-hoc heads by name."""
+    return (HEAD_ORDER.index(head), "") if head in HEAD_ORDER else (len(HEAD_ORDER), head)
 
 
 def format_cell(row: Row, metric: str) -> str:

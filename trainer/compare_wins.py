@@ -4,7 +4,8 @@ A mean over seeds can hide a method that wins big on one seed and loses on the o
 prove is "beats every baseline on at least 4 of 5 seeds". So, per protocol group and per seed (the
 split's seed), the best baseline is the highest accuracy of any baseline method with any head on
 that seed, taken separately for overall and for minority accuracy (the two bests may be different
-baselines). Every other (method, head) then gets, per seed it ran on, its margin over that best in
+baselines). Every other (method, head), and the post-hoc heads of baseline runs (posthoc.json), then
+gets, per seed it ran on, its margin over that best in
 points, and its count of strict wins.
 
 The trade-off points (one per run: overall, minority) feed the overall-vs-minority plot.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rfmml.trainer.compare import HEAD_ORDER, RunResult
+from rfmml.trainer.compare import HEAD_ORDER, RunResult, head_rank
 
 # Methods that are baselines by default: everything of the project that is not RF-MML or a variant.
 DEFAULT_BASELINES = ("frozen", "plain", "reweight", "resample", "logit-adjust", "protonet")
@@ -56,7 +57,7 @@ def best_baselines(
     ordered = sorted(results, key=lambda r: (r.method, r.run_dir.as_posix()))
     for result in (r for r in ordered if r.method in baselines):
         key = (result.group, _seed(result))
-        for head in (h for h in HEAD_ORDER if h in result.heads):
+        for head in (h for h in HEAD_ORDER if h in result.heads):  # a run's own heads only
             for metric in WIN_METRICS:
                 value = result.heads[head].get(metric)
                 current = best.setdefault(key, {}).get(metric)
@@ -69,11 +70,13 @@ def win_rows(results: list[RunResult], baselines: tuple[str, ...] = DEFAULT_BASE
     """The non-baseline (method, head) pairs with their margins on every seed that has a baseline."""
     best = best_baselines(results, baselines)
     margins: dict[tuple[str, str, str], dict[int, dict[str, float]]] = {}
-    for result in (r for r in results if r.method not in baselines):
+    for result in results:
         key = (result.group, _seed(result))
         if key not in best:
             continue
-        for head in (h for h in HEAD_ORDER if h in result.heads):
+        for head in sorted(result.heads, key=head_rank):
+            if result.method in baselines and head in HEAD_ORDER:
+                continue  # a baseline; its post-hoc heads (posthoc.json) are contenders
             per_metric = {
                 metric: float(result.heads[head][metric]) - best[key][metric].value
                 for metric in WIN_METRICS
@@ -82,7 +85,7 @@ def win_rows(results: list[RunResult], baselines: tuple[str, ...] = DEFAULT_BASE
             margins.setdefault((result.group, result.method, head), {})[_seed(result)] = per_metric
     rows = []
     for (group, method, head), by_seed in sorted(
-        margins.items(), key=lambda item: (item[0][0], item[0][1], HEAD_ORDER.index(item[0][2]))
+        margins.items(), key=lambda item: (item[0][0], item[0][1], head_rank(item[0][2]))
     ):
         seeds = tuple(sorted(s for s in by_seed if len(by_seed[s]) == len(WIN_METRICS)))
         if seeds:
@@ -134,7 +137,7 @@ def tradeoff_points(results: list[RunResult]) -> dict[str, dict[str, list[tuple[
     Runs without a minority result are left out."""
     points: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
     for result in results:
-        for head in (h for h in HEAD_ORDER if h in result.heads):
+        for head in sorted(result.heads, key=head_rank):
             metrics = result.heads[head]
             if metrics.get("overall") is None or metrics.get("minority") is None:
                 continue
