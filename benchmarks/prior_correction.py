@@ -8,6 +8,7 @@ embeddings of train / val / test, then on the test split
 - ``proto+pc``: prior-corrected Proto scores ``-d(e, p_k) - tau * log pi_k``, tau on validation
   (balanced accuracy, rfmml.trainer.rfmml_plus.choose_tau);
 - ``cos+pc``: the same on embeddings centred on the training mean and L2-normalised (cosine-like);
+- ``dc+cos+pc``: ``cos+pc`` with the minority prototypes calibrated (distribution calibration's mean);
 - ``proto+svm+pc``: z-scored Proto and SVM scores summed, then prior-corrected (tau on validation);
 - ``cos+svm+pc``: the same with the cosine-like Proto scores.
 
@@ -31,7 +32,13 @@ from rfmml.runtime.heads import proto_logits, svm_logits
 from rfmml.trainer.data import default_cache_dir, load_part
 from rfmml.trainer.feature_space import CachedFeatureModel, feature_parts
 from rfmml.trainer.heads import SvmSettings, accuracy_report, embed, fit_prototypes, fit_svm
-from rfmml.trainer.rfmml_plus import centred_unit, choose_tau, ensemble_logits, log_prior
+from rfmml.trainer.rfmml_plus import (
+    calibrate_prototypes,
+    centred_unit,
+    choose_tau,
+    ensemble_logits,
+    log_prior,
+)
 from rfmml.trainer.run import load_run
 
 
@@ -61,6 +68,22 @@ def corrected(name: str, val: np.ndarray, test: np.ndarray, labels, log_pi, repo
     return {name: {**report(pred), "tau": tau, "val_balanced_by_tau": {str(t): a for t, a in by_tau.items()}}}
 
 
+def calibrated(cos: dict, labels: dict, split, distance: str, log_pi: np.ndarray, report) -> dict:
+    """``dc+cos+pc``: the cosine-like Proto head with each minority prototype calibrated with its 2
+    nearest majority prototypes (distribution calibration's mean), then prior-corrected."""
+    n = len(split.classes)
+    protos = fit_prototypes(cos["train"].astype(np.float32), labels["train"], n).numpy()
+    minority = [split.classes.index(c) for c in split.minority]
+    majority = [split.classes.index(c) for c in split.majority]
+    train, y = cos["train"], labels["train"]
+    covariances = np.stack(
+        [np.cov(train[y == c].T) if (y == c).sum() > 1 else np.eye(train.shape[1]) for c in range(n)]
+    )
+    means, _ = calibrate_prototypes(protos, covariances, minority, majority, k=2)
+    logits = {p: proto_logits(cos[p], means, distance) for p in ("val", "test")}
+    return corrected("dc+cos+pc", logits["val"], logits["test"], labels, log_pi, report)
+
+
 def posthoc(run_dir: Path) -> dict:
     emb, labels, config, split = embeddings(run_dir)
     classes, majority = list(split.classes), list(split.majority)
@@ -79,6 +102,7 @@ def posthoc(run_dir: Path) -> dict:
     cos_protos = fit_prototypes(cos["train"].astype(np.float32), labels["train"], n).numpy()
     cos_logits = {p: proto_logits(cos[p], cos_protos, config.distance) for p in ("val", "test")}
     out |= corrected("cos+pc", cos_logits["val"], cos_logits["test"], labels, log_pi, report)
+    out |= calibrated(cos, labels, split, config.distance, log_pi, report)
     svm = SvmSettings.from_config(config, c=float(json_eval(run_dir)["svm_params"]["C"]))
     coef, intercept = fit_svm(emb["train"], labels["train"], n, svm.c, svm.class_weight, svm.l2_normalize)
     svm_scores = {p: svm_logits(emb[p], coef, intercept, svm.l2_normalize) for p in ("val", "test")}

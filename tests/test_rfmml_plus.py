@@ -14,6 +14,7 @@ import torch
 from rfmml.trainer.cli import main
 from rfmml.trainer.episode import episode_loss
 from rfmml.trainer.rfmml_plus import (
+    calibrate_prototypes,
     centred_unit,
     choose_tau,
     ensemble_logits,
@@ -73,6 +74,17 @@ def test_ensemble_is_the_sum_of_row_zscores() -> None:
     np.testing.assert_allclose(zscore(proto), [[1 / s, 0.0, -1 / s]])
     expected = [[1 / s - 1 / math.sqrt(2), 2 / math.sqrt(2), -1 / s - 1 / math.sqrt(2)]]
     np.testing.assert_allclose(ensemble_logits(proto, svm), expected)
+
+
+def test_distribution_calibration_of_a_minority_prototype() -> None:
+    # majority classes 0, 1, 2 at (0, 0), (4, 0), (10, 0); minority class 3 at (5, 3): nearest 1, 0.
+    prototypes = np.array([[0.0, 0.0], [4.0, 0.0], [10.0, 0.0], [5.0, 3.0]])
+    covariances = np.stack([np.eye(2) * v for v in (1.0, 3.0, 5.0, 100.0)])
+    means, covs = calibrate_prototypes(prototypes, covariances, [3], [0, 1, 2], k=2, alpha=0.5)
+    np.testing.assert_allclose(means[3], [(5 + 4 + 0) / 3, (3 + 0 + 0) / 3])
+    np.testing.assert_allclose(covs[3], np.eye(2) * ((1.0 + 3.0) / 2 + 0.5))
+    np.testing.assert_array_equal(means[:3], prototypes[:3])  # majority classes keep theirs
+    np.testing.assert_array_equal(covs[:3], covariances[:3])
 
 
 @pytest.mark.parametrize("tau", ["0", "1"])

@@ -106,6 +106,33 @@ def ensemble_logits(proto_scores: np.ndarray, svm_scores: np.ndarray) -> np.ndar
     return zscore(proto_scores) + zscore(svm_scores)
 
 
+def calibrate_prototypes(
+    prototypes: np.ndarray,
+    covariances: np.ndarray,
+    minority: list[int],
+    majority: list[int],
+    k: int = 2,
+    alpha: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distribution calibration (Yang et al., ICLR 2021) of the minority classes' statistics with
+    those of their ``k`` nearest majority classes (Euclidean distance between prototypes).
+
+    prototypes [C, D], covariances [C, D, D] -> (means [C, D], covariances [C, D, D]): for a
+    minority class m with nearest majority set B, ``mean_m = (p_m + sum_B p_b) / (k + 1)`` and
+    ``cov_m = sum_B cov_b / k + alpha * I``; majority classes keep theirs. (The paper then samples
+    features from N(mean_m, cov_m) to train a classifier; a Proto head uses the means.)"""
+    means = np.array(prototypes, dtype=np.float64, copy=True)
+    covs = np.array(covariances, dtype=np.float64, copy=True)
+    base = np.asarray(majority)
+    k = min(k, len(base))
+    for m in minority:
+        d = np.linalg.norm(prototypes[base] - prototypes[m][None, :], axis=1)
+        nearest = base[np.argsort(d, kind="stable")[:k]]
+        means[m] = (prototypes[m] + prototypes[nearest].sum(0)) / (k + 1)
+        covs[m] = covariances[nearest].mean(0) + alpha * np.eye(prototypes.shape[1])
+    return means, covs
+
+
 class RfmmlPlusMethod(EpisodicMethod):
     """RF-MML's phases (RET then ACF) with :func:`prior_corrected_episode_loss` at ``--la-tau``."""
 
