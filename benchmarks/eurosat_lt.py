@@ -91,8 +91,16 @@ HEAD_METHOD_FLAGS: dict[str, list[str]] = {
     # ACF at 1e-6 for 2,000 episodes barely moves the head: the correction acts in ACF only
     "rfmml-plus-acf1e-5": ["--acf-lr", "1e-5"],
     "rfmml-acf1e-5": ["--acf-lr", "1e-5"],  # its ablation: the same budget without the correction
+    # seed 0, s = 5: RET's best checkpoint is episode 6,000 of 80,000 (then it overfits the majority)
+    "rfmml-ret6k-acf1e-5": ["--ret-episodes", "6000", "--acf-lr", "1e-5"],
+    "rfmml-plus-ret6k-acf1e-5": ["--ret-episodes", "6000", "--acf-lr", "1e-5"],
 }
-HEAD_BASE_METHOD = {"rfmml-plus-acf1e-5": "rfmml-plus", "rfmml-acf1e-5": "rfmml"}  # variant: --method
+HEAD_BASE_METHOD = {  # a variant: the --method it runs
+    "rfmml-plus-acf1e-5": "rfmml-plus",
+    "rfmml-acf1e-5": "rfmml",
+    "rfmml-ret6k-acf1e-5": "rfmml",
+    "rfmml-plus-ret6k-acf1e-5": "rfmml-plus",
+}
 HEAD_METHODS = tuple(HEAD_METHOD_FLAGS)
 RESULT_FILES = ("eval.json", "config.json", "split.json")
 
