@@ -139,7 +139,7 @@ class EpisodicMethod:
         batch = self.setup.data.batch(torch.cat([ep.support, ep.query]), self.augment, self.sampler.gen)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
             emb = self.model(batch)
-        loss, acc = episode_loss(emb, ep.k, ep.n, ep.query_labels, self.setup.config.distance)
+        loss, acc = self.loss(emb, ep)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -163,6 +163,11 @@ class EpisodicMethod:
             }
 
         return StepResult(loss, record)
+
+    def loss(self, emb: torch.Tensor, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        """The episode's loss and query accuracy from its embeddings [K*N + queries, D] (support first):
+        cross-entropy of softmax(-distance to the prototypes). Variants of the method override this."""
+        return episode_loss(emb, ep.k, ep.n, ep.query_labels, self.setup.config.distance)
 
     def sample_episode(self, phase_index: int) -> Episode:
         """The next episode of phase ``phase_index``; its size is kept for :meth:`memory_note`."""

@@ -20,16 +20,16 @@ Shapes: embeddings float [B, D], prototypes [C, D], counts int [C].
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rfmml.runtime.heads import l2_normalize, proto_logits
-from rfmml.trainer.engine import StepResult, TrainSetup
+from rfmml.trainer.engine import TrainSetup
 from rfmml.trainer.episode import episode_prototypes, pairwise_distance
 from rfmml.trainer.episodic import EpisodicMethod
+from rfmml.trainer.sampler import Episode
 
 PLUS_METHOD = "rfmml-plus"
 TAU_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # small values: cosine scale
@@ -146,26 +146,8 @@ class RfmmlPlusMethod(EpisodicMethod):
     def describe(self) -> str:
         return super().describe() + f", prior-corrected episodic loss (tau {self.tau:g})"
 
-    def step(self, phase_index: int, step: int, optimizer: torch.optim.Optimizer, tick) -> StepResult:
-        """One episode: sample, embed, logit-adjusted loss, Adam step (EpisodicMethod.step's order)."""
-        self.model.train()
-        ep = self.sampler.sample(self.specs[phase_index])
-        batch = self.setup.data.batch(torch.cat([ep.support, ep.query]), self.augment, self.sampler.gen)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
-            emb = self.model(batch)
-        loss, acc = prior_corrected_episode_loss(
+    def loss(self, emb: torch.Tensor, ep: Episode) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logit-adjusted episodic loss: the episode's classes' log-priors added at ``tau``."""
+        return prior_corrected_episode_loss(
             emb, ep.k, ep.n, ep.query_labels, self.setup.config.distance, self.log_prior[ep.classes], self.tau
         )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss, acc = loss.detach(), acc.detach()
-        self._window += torch.stack([loss, acc])
-        self._window_n += 1
-        tick(1)
-        name = self.phases[phase_index].name
-
-        def record() -> dict[str, Any]:
-            return {"kind": "episode", "phase": name, "episode": step, "K": ep.k, "N": ep.n}
-
-        return StepResult(loss, record)
