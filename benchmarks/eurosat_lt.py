@@ -133,23 +133,25 @@ def majority_only_split(split_path: Path, out: Path) -> Path:
     return out
 
 
-def train_command(
-    method: str, shots: int, seed: int, run_dir: Path, data: Path, extra: list[str]
+def rfmml_train(
+    base_method: str,
+    protocol: list[str],
+    method_flags: list[str],
+    seed: int,
+    run_dir: Path,
+    data: Path,
+    extra: list[str] | tuple[str, ...] = (),
 ) -> list[str]:
-    flags = METHOD_FLAGS[method]
-    head = [
+    """One ``rfmml-train`` command line of the grid: data, method, protocol, the method's own flags,
+    seed and run folder."""
+    return [
         str(BIN / "rfmml-train"),
         "--data",
         str(data),
         "--method",
-        BASE_METHOD.get(method, method),
-    ]
-    return [
-        *head,
-        *COMMON,
-        "--minority-shots",
-        str(shots),
-        *flags,
+        base_method,
+        *protocol,
+        *method_flags,
         "--seed",
         str(seed),
         "--out",
@@ -157,6 +159,15 @@ def train_command(
         "--no-progress",
         *extra,
     ]
+
+
+def train_command(
+    method: str, shots: int, seed: int, run_dir: Path, data: Path, extra: list[str]
+) -> list[str]:
+    protocol = [*COMMON, "--minority-shots", str(shots)]
+    return rfmml_train(
+        BASE_METHOD.get(method, method), protocol, METHOD_FLAGS[method], seed, run_dir, data, extra
+    )
 
 
 def run_one(method: str, shots: int, seed: int, base: Path, data: Path, extra: list[str]) -> dict[str, float]:
@@ -171,23 +182,8 @@ def run_one(method: str, shots: int, seed: int, base: Path, data: Path, extra: l
             if not splits:
                 raise SystemExit(f"warm needs another run of {base} first (for its split)")
             reduced = majority_only_split(splits[0], base / "majority_split.json")
-            pre = [
-                str(BIN / "rfmml-train"),
-                "--data",
-                str(data),
-                "--split",
-                str(reduced),
-                "--method",
-                "plain",
-                *COMMON[:6],
-                *CE,
-                "--seed",
-                str(seed),
-                "--out",
-                str(warm),
-                "--no-progress",
-                *extra,
-            ]
+            protocol = ["--split", str(reduced), *COMMON[:6]]
+            pre = rfmml_train("plain", protocol, CE, seed, warm, data, extra)
             timings[str(warm)] = run(pre, base / "plain-majority.log")
         cmd += ["--init", str(warm)]
     timings[str(run_dir)] = run(cmd, base / f"{method}.log")
@@ -196,22 +192,10 @@ def run_one(method: str, shots: int, seed: int, base: Path, data: Path, extra: l
 
 def head_command(method: str, shots: int, seed: int, run_dir: Path, data: Path) -> list[str]:
     """The ``--tune head`` run of ``method`` (a name of HEAD_METHOD_FLAGS) on one split."""
-    return [
-        str(BIN / "rfmml-train"),
-        "--data",
-        str(data),
-        "--method",
-        HEAD_BASE_METHOD.get(method, method),
-        *HEAD_COMMON,
-        "--minority-shots",
-        str(shots),
-        *HEAD_METHOD_FLAGS[method],
-        "--seed",
-        str(seed),
-        "--out",
-        str(run_dir),
-        "--no-progress",
-    ]
+    protocol = [*HEAD_COMMON, "--minority-shots", str(shots)]
+    return rfmml_train(
+        HEAD_BASE_METHOD.get(method, method), protocol, HEAD_METHOD_FLAGS[method], seed, run_dir, data
+    )
 
 
 def keep_results(run_dir: Path, kept: Path) -> None:
