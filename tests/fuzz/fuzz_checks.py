@@ -45,6 +45,13 @@ def _nan_scores(rows: list[dict[str, str]]) -> list[str]:
     return bad
 
 
+def _complete_rows(out: Path | None, outcome: Outcome) -> list[dict[str, str]] | None:
+    """The rows of a finished folder run's CSV (``out``, or stdout when None); None when it is missing
+    or incomplete."""
+    text = _csv_text(out, outcome)
+    return read_csv_rows(text) if text is not None else None
+
+
 def folder_csv(out: Path | None, classified: set[str], refused: set[str]) -> Check:
     """For an exit 0/3 folder run: a complete CSV (``out``, or stdout when None) without NaN scores,
     where every name in ``classified`` has a class and no name in ``refused`` has one."""
@@ -52,8 +59,7 @@ def folder_csv(out: Path | None, classified: set[str], refused: set[str]) -> Che
     def check(outcome: Outcome) -> tuple[str, str] | None:
         if outcome.code not in (0, 3):
             return None
-        text = _csv_text(out, outcome)
-        rows = read_csv_rows(text) if text is not None else None
+        rows = _complete_rows(out, outcome)
         if rows is None:
             return ("lost", f"CSV missing or incomplete: {out or 'stdout'}")
         nan = _nan_scores(rows)
@@ -79,10 +85,9 @@ def folder_rows(out: Path, files: list[bytes]) -> Check:  # files: full paths, a
     def check(outcome: Outcome) -> tuple[str, str] | None:
         if outcome.code not in (0, 3):
             return None
-        text = _csv_text(out, outcome)
-        rows = read_csv_rows(text) if text is not None else None
+        rows = _complete_rows(out, outcome)
         if rows is None:
-            return ("lost", f"CSV missing or incomplete: {out}")
+            return ("lost", f"CSV missing or incomplete: {out or 'stdout'}")
         if len(rows) != len(files):
             return ("wrong", f"{len(rows)} CSV rows for {len(files)} files")
         written = {row.get("path", "") for row in rows}

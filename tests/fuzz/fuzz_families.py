@@ -95,7 +95,7 @@ def valid_inputs(world: World, rng: np.random.Generator, seed: int) -> Case:
 
 
 # family -> (generator, number of cases at the fast CI size, what it needs: "", "run", "disk", "eurosat")
-FAMILIES: dict[str, tuple[Generator, int, bool]] = {
+FAMILIES: dict[str, tuple[Generator, int, str]] = {
     "valid": (valid_inputs, 5, "run"),
     "tile-random": (tile_random, 20, ""),
     "tile-damaged": (tile_damaged, 50, ""),
