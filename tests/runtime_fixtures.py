@@ -62,6 +62,25 @@ def build_stats_model(
     return path
 
 
+def random_head(
+    n_classes: int = 3, dim: int = 4, svm: bool = True, input_size: tuple[int, int] = (16, 16), **fields
+) -> Head:
+    """A valid head of seeded random prototypes (and SVM) [n_classes, dim]: the last class is the one
+    minority class (5 training images, the others 30). ``fields`` override any other Head field."""
+    rng = np.random.default_rng(0)
+    return Head(
+        class_names=tuple(f"class{i}" for i in range(n_classes)),
+        input_size=input_size,
+        distance="euclidean",
+        prototypes=rng.normal(size=(n_classes, dim)).astype(np.float32),
+        majority=np.array([True] * (n_classes - 1) + [False]),
+        train_counts=np.array([30] * (n_classes - 1) + [5]),
+        svm_coef=rng.normal(size=(n_classes, dim)).astype(np.float32) if svm else None,
+        svm_intercept=np.zeros(n_classes, np.float32) if svm else None,
+        **fields,
+    )
+
+
 def write_head(
     model_path: str | Path,
     prototypes: np.ndarray,

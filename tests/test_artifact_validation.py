@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from numpy.lib import format as npy_format
+from runtime_fixtures import random_head
 
 from rfmml.runtime.artifact import (
     HEAD_KINDS,
@@ -25,19 +26,7 @@ from rfmml.runtime.safe_npz import read_npz
 
 
 def _head(n_classes: int = 3, dim: int = 4, svm: bool = True) -> Head:
-    rng = np.random.default_rng(0)
-    return Head(
-        class_names=tuple(f"class{i}" for i in range(n_classes)),
-        input_size=(16, 16),
-        distance="euclidean",
-        prototypes=rng.normal(size=(n_classes, dim)).astype(np.float32),
-        majority=np.array([True] * (n_classes - 1) + [False]),
-        train_counts=np.array([30] * (n_classes - 1) + [5]),
-        svm_coef=rng.normal(size=(n_classes, dim)).astype(np.float32) if svm else None,
-        svm_intercept=np.zeros(n_classes, np.float32) if svm else None,
-        onnx_sha256="ab" * 32,
-        metadata={"svm": {"C": 1.0}},
-    )
+    return random_head(n_classes, dim, svm, onnx_sha256="ab" * 32, metadata={"svm": {"C": 1.0}})
 
 
 def _write(path: Path, **changes) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from export_checks import assert_runtime_matches_eval_json, run_test_part
 
 from rfmml.trainer.cli import main as train
 
@@ -119,24 +120,8 @@ def exported(gpu_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _test_images(gpu_run: Path):
-    from rfmml.trainer.data import load_part
-    from rfmml.trainer.run import load_run
-
-    loaded = load_run(gpu_run)
-    images, labels = load_part(loaded.split, "test", loaded.config.image_size)
-    return images.numpy(), labels.numpy()
-
-
 def test_export_of_a_gpu_run_matches_eval_json(gpu_run: Path, exported: Path) -> None:
-    from rfmml.runtime.classifier import Classifier
-
-    images, labels = _test_images(gpu_run)
-    expected = json.loads((gpu_run / "eval.json").read_text())
-    for head in ("proto", "svm"):
-        predicted, _ = Classifier.load(exported, head=head, providers="cpu").predict(images)
-        accuracy = float(np.mean(predicted == labels))
-        assert accuracy == pytest.approx(expected[head]["overall"], abs=0.005), head
+    assert_runtime_matches_eval_json(gpu_run, exported, providers="cpu")
 
 
 def test_classifier_on_the_cuda_provider(gpu_run: Path, exported: Path) -> None:
@@ -149,7 +134,7 @@ def test_classifier_on_the_cuda_provider(gpu_run: Path, exported: Path) -> None:
     gpu = Classifier.load(exported, providers="cuda")
     assert gpu.providers[0] == "CUDAExecutionProvider"
     cpu = Classifier.load(exported, providers="cpu")
-    images, _ = _test_images(gpu_run)
+    images, _ = run_test_part(gpu_run)
     on_gpu, on_cpu = gpu.embed(images[:64]), cpu.embed(images[:64])
     scale = float(np.abs(on_cpu).max())
     np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-3 * scale, rtol=0)  # TF32 off: fp32 agreement

@@ -3,11 +3,11 @@ int8 model agrees with the float one above a measured floor."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from export_checks import assert_runtime_matches_eval_json, run_test_part
 
 from rfmml.export.cli import main
 
@@ -44,25 +44,8 @@ def eurosat_export(tmp_path_factory):
     return run, model
 
 
-def _test_part(run):
-    from rfmml.trainer.data import load_part
-    from rfmml.trainer.run import load_run
-
-    loaded = load_run(run)
-    images, labels = load_part(loaded.split, "test", loaded.config.image_size)
-    return images.numpy(), labels.numpy()
-
-
 def test_onnxruntime_reproduces_eval_json(eurosat_export):
-    from rfmml.runtime.classifier import Classifier
-
-    run, model = eurosat_export
-    images, labels = _test_part(run)
-    expected = json.loads((run / "eval.json").read_text())
-    for head in ("proto", "svm"):
-        predicted, _ = Classifier.load(model, head=head).predict(images)
-        accuracy = float(np.mean(predicted == labels))
-        assert accuracy == pytest.approx(expected[head]["overall"], abs=0.005), (head, accuracy)
+    assert_runtime_matches_eval_json(*eurosat_export)
 
 
 def test_int8_agrees_with_float(eurosat_export):
@@ -71,7 +54,7 @@ def test_int8_agrees_with_float(eurosat_export):
 
     run, model = eurosat_export
     int8 = model.with_name("model.int8.onnx")
-    images, labels = _test_part(run)
+    images, labels = run_test_part(run)
     agreement, drop = {}, {}
     for head in ("proto", "svm"):
         fp32_pred, _ = Classifier.load(model, head=head).predict(images)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from runtime_fixtures import random_head
 
 from rfmml.export.onnx_export import check_onnx, export_onnx
 from rfmml.export.parity import compare, embed_in_batches, ort_embedder, ort_session, torch_embedder
@@ -78,18 +79,7 @@ def test_parity_report_fails_beyond_tolerance():
 
 
 def _head(n_classes: int = 3, dim: int = 64, svm: bool = True) -> Head:
-    rng = np.random.default_rng(0)
-    return Head(
-        class_names=tuple(f"class{i}" for i in range(n_classes)),
-        input_size=INPUT_SIZE,
-        distance="euclidean",
-        prototypes=rng.normal(size=(n_classes, dim)).astype(np.float32),
-        majority=np.array([True] * (n_classes - 1) + [False]),
-        train_counts=np.array([30] * (n_classes - 1) + [5]),
-        svm_coef=rng.normal(size=(n_classes, dim)).astype(np.float32) if svm else None,
-        svm_intercept=np.zeros(n_classes, np.float32) if svm else None,
-        metadata={"parity": {"passed": True}},
-    )
+    return random_head(n_classes, dim, svm, INPUT_SIZE, metadata={"parity": {"passed": True}})
 
 
 CONTRACT_DTYPES = {

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from export_checks import assert_runtime_matches_eval_json
 
 from rfmml.export.cli import main
 
@@ -50,17 +51,7 @@ def _one_line_error(capsys) -> str:
 
 
 def test_runtime_gets_the_runs_test_accuracy(synthetic_run, exported):
-    from rfmml.runtime.classifier import Classifier
-    from rfmml.trainer.data import load_part
-    from rfmml.trainer.run import load_run
-
-    loaded = load_run(synthetic_run)
-    images, labels = load_part(loaded.split, "test", loaded.config.image_size)
-    expected = json.loads((synthetic_run / "eval.json").read_text())
-    for head in ("proto", "svm"):
-        predicted, _ = Classifier.load(exported, head=head).predict(images.numpy())
-        accuracy = float(np.mean(predicted == labels.numpy()))
-        assert accuracy == pytest.approx(expected[head]["overall"], abs=0.005), head
+    assert_runtime_matches_eval_json(synthetic_run, exported)
 
 
 def test_head_contents(synthetic_run, exported):

@@ -4,10 +4,8 @@ run's eval.json (so training on cached features measured what the exported netwo
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
+from export_checks import assert_runtime_matches_eval_json
 
 from rfmml.export.cli import main as export
 from rfmml.trainer.cli import main as train
@@ -27,9 +25,6 @@ TINY += ["--no-progress", "--svm-c", "1", "--no-cache"]
 )
 def test_export_of_each_regime(tmp_path, flags, dim):
     from rfmml.runtime.artifact import load_head
-    from rfmml.runtime.classifier import Classifier
-    from rfmml.trainer.data import load_part
-    from rfmml.trainer.run import load_run
 
     run, model = tmp_path / "run", tmp_path / "model.onnx"
     assert train([*TINY, *flags, "--out", str(run)]) == 0
@@ -39,10 +34,4 @@ def test_export_of_each_regime(tmp_path, flags, dim):
     assert parity["passed"] and parity["max_rel_diff"] <= 1e-4
     assert head.embedding_dim == dim  # the head's projection is inside the graph
 
-    loaded = load_run(run)
-    images, labels = load_part(loaded.split, "test", loaded.config.image_size)
-    expected = json.loads((run / "eval.json").read_text())
-    for kind in ("proto", "svm"):
-        predicted, _ = Classifier.load(model, head=kind).predict(images.numpy())
-        accuracy = float(np.mean(predicted == labels.numpy()))
-        assert accuracy == pytest.approx(expected[kind]["overall"], abs=0.005), kind
+    assert_runtime_matches_eval_json(run, model)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from export_checks import assert_runtime_matches_eval_json
 
 from rfmml.trainer.cli import main
 from rfmml.trainer.episode import episode_loss
@@ -133,19 +134,10 @@ def test_rfmml_plus_exports_with_runtime_parity(tmp_path: Path) -> None:
     """rfmml-plus changes the training loss only: the exported pair scores the test split as
     eval.json says (Proto and SVM heads), through the runtime's Classifier."""
     from rfmml.export.cli import main as export
-    from rfmml.runtime.classifier import Classifier
-    from rfmml.trainer.data import load_part
-    from rfmml.trainer.run import load_run
 
     run = tmp_path / "run"
     flags = ["--method", "rfmml-plus", "--ret-episodes", "8", "--acf-episodes", "4", "--val-every", "4"]
     assert main([*flags, "--no-progress", "--no-cache", "--svm-c", "1", "--out", str(run)]) == 0
     model = tmp_path / "model.onnx"
     assert export(["--run", str(run), str(model), "--no-progress"]) == 0
-    loaded = load_run(run)
-    images, labels = load_part(loaded.split, "test", loaded.config.image_size)
-    expected = json.loads((run / "eval.json").read_text())
-    for head in ("proto", "svm"):
-        predicted, _ = Classifier.load(model, head=head).predict(images.numpy())
-        accuracy = float(np.mean(predicted == labels.numpy()))
-        assert accuracy == pytest.approx(expected[head]["overall"], abs=0.005), head
+    assert_runtime_matches_eval_json(run, model)
