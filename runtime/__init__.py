@@ -47,6 +47,9 @@ _EXPORTS = {
     "ArtifactError": "errors",
     "ImageReadError": "errors",
     "SceneError": "errors",
+    "classify_scenes": "scene_archive",
+    "ArchiveSummary": "scene_archive",
+    "SceneOutcome": "scene_job",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,23 +1,30 @@
-"""``rfmml-infer``: classify a folder of tiles, or tile and classify a large scene.
+"""``rfmml-infer``: classify a folder of tiles, tile and classify a large scene, or many scenes.
 
-click parses and range-checks the flags into :class:`InferOptions`; :func:`run` does the work; the
-shared shell (:func:`rfmml.runtime.cli_shell.run_command`) turns errors into one line and an exit code.
+click parses and range-checks the flags into :class:`~rfmml.runtime.cli_options.InferOptions`;
+:func:`run` does the work (several scenes: :mod:`rfmml.runtime.scene_archive`); the shared shell
+(:func:`rfmml.runtime.cli_shell.run_command`) turns errors into one line and an exit code.
 Importing this module loads neither onnxruntime nor torch, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import click
 
-from rfmml.runtime.cli_options import MODEL_OPTION, cap_to_cpus, file_path, session_options
+from rfmml.runtime.cli_options import (
+    MODEL_OPTION,
+    InferOptions,
+    cap_to_cpus,
+    file_path,
+    parse_bands,
+    session_options,
+    split_head,
+)
 from rfmml.runtime.cli_shell import EXIT_OK, EXIT_PARTIAL, entry_point, run_command
 from rfmml.runtime.errors import InputError
-from rfmml.runtime.heads import HEAD_KINDS
 
 PROG = "rfmml-infer"
 MAX_BATCH = 1024  # tiles per model call
@@ -30,10 +37,17 @@ Examples:
   rfmml-infer --model model.onnx scene.tif --out classmap.tif --quicklook look.png
   rfmml-infer --model model.onnx scene.jpg --tile 256 --stride 128 --out classmap.png --head svm
   rfmml-infer --model model.onnx naip.tif --bands 1,2,3 --providers cpu --threads 2
+  rfmml-infer --model model.onnx scenes/*.tif --out maps/
+  rfmml-infer --model model.onnx scenes/*.tif --out maps/ --dask tcp://scheduler:8786 --threads 1
 
 \b
 INPUT is a folder (every JPEG/PNG/TIFF under it, recursively -> CSV of path, class, score, top-k)
 or one scene file (tiled per the tiling contract -> class map .tif/.png + per-tile CSV).
+Several scene files, or one with --out an existing folder, or --dask: each scene's class map and
+CSV go to the --out folder as <stem>_classmap.tif/.png and .csv, then a record
+<stem>_classmap.done.json; a rerun skips the scenes whose outputs are complete (same model, head
+and settings, scene unchanged). --dask ADDRESS runs the scenes on that Dask scheduler's workers
+(pip install "rfmml[dask]"; the --out folder must be shared with them).
 The head is read from MODEL with .npz unless --head names a file; its digest must match MODEL.
 Paths in the CSV are UTF-8; bytes of a file name that are not UTF-8 are written as \\xNN and a
 backslash as \\\\, so every name can be recovered exactly.
@@ -44,71 +58,21 @@ up to 2^28 px (larger: a tiled GeoTIFF, read in windows).
 
 \b
 Exit codes: 0 ok; 2 bad input or unwritable output (one line); 3 finished, but some folder
-files could not be read (listed; the rest classified); 1 internal error (RFMML_DEBUG=1 for the
+files or scenes failed (listed; the rest classified); 1 internal error (RFMML_DEBUG=1 for the
 traceback); 130 interrupted.
 """
 
 
-@dataclass(frozen=True)
-class InferOptions:
-    """Every setting of one ``rfmml-infer`` run (what the flags parse into)."""
-
-    model: Path
-    input: Path
-    out: Path | None = None
-    head_file: Path | None = None
-    head: str = "proto"
-    providers: str = "auto"
-    threads: int = 0
-    batch: int = 64
-    top_k: int = 3
-    workers: int = 0
-    tile: int | None = None
-    stride: int | None = None
-    bands: tuple[int, int, int] | None = None
-    zero_collar: bool = True
-    csv: Path | None = None
-    quicklook: Path | None = None
-    quicklook_size: int = 1024
-    quiet: bool = False
-
-
-def _parse_bands(value: str | None) -> tuple[int, int, int] | None:
-    if value is None:
-        return None
-    try:
-        bands = tuple(int(part) for part in value.split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"expected three band numbers like 1,2,3, got {value!r}", param_hint="'--bands'"
-        ) from None
-    if len(bands) != 3 or min(bands) < 1:
-        raise click.BadParameter(
-            f"expected three 1-based band numbers like 1,2,3, got {value!r}", param_hint="'--bands'"
-        )
-    return bands  # type: ignore[return-value]
-
-
-def _split_head(values: tuple[str, ...]) -> tuple[str, Path | None]:
-    kind, file = "proto", None
-    for value in values:
-        if value.lower() in HEAD_KINDS:
-            kind = value.lower()
-        else:
-            file = Path(value)
-    return kind, file
-
-
 @click.command(name=PROG, epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @MODEL_OPTION
-@click.argument("input", type=file_path())
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, type=file_path())
 @click.option(
     "--out",
     "-o",
-    type=file_path(dir_okay=False),
+    type=file_path(),
     default=None,
     help="Folder: predictions CSV (default stdout). Scene: class map .tif (GeoTIFF) or .png "
-    "(default ./<scene>_classmap.tif when georeferenced, else .png).",
+    "(default ./<scene>_classmap.tif when georeferenced, else .png). Several scenes: a folder.",
 )
 @click.option(
     "--head",
@@ -165,16 +129,23 @@ def _split_head(values: tuple[str, ...]) -> tuple[str, Path | None]:
     help="Longer side of each quick-look panel in px.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
-def command(model, input, out, heads, providers, threads, batch, top_k, workers, tile, stride, bands,
-            zero_collar, csv_path, quicklook, quicklook_size, quiet) -> int:  # fmt: skip
-    """Classify a folder of tiles or a large scene with an exported rfmml model (onnxruntime only)."""
-    kind, head_file = _split_head(heads)
+@click.option(
+    "--dask",
+    metavar="ADDRESS",
+    default=None,
+    help='Run the scenes on this Dask scheduler\'s workers (tcp://host:8786; pip install "rfmml[dask]").',
+)
+def command(model, inputs, out, heads, providers, threads, batch, top_k, workers, tile, stride, bands,
+            zero_collar, csv_path, quicklook, quicklook_size, quiet, dask) -> int:  # fmt: skip
+    """Classify a folder of tiles, a large scene, or many scenes with an exported rfmml model
+    (onnxruntime only)."""
+    kind, head_file = split_head(heads)
     options = InferOptions(
-        model=model, input=input, out=out, head_file=head_file, head=kind, providers=providers,
+        model=model, input=inputs[0], out=out, head_file=head_file, head=kind, providers=providers,
         threads=threads, batch=batch, top_k=top_k,
-        workers=cap_to_cpus("--workers", workers), tile=tile, stride=stride, bands=_parse_bands(bands),
+        workers=cap_to_cpus("--workers", workers), tile=tile, stride=stride, bands=parse_bands(bands),
         zero_collar=zero_collar, csv=csv_path, quicklook=quicklook, quicklook_size=quicklook_size,
-        quiet=quiet,
+        quiet=quiet, inputs=tuple(inputs), dask=dask,
     )  # fmt: skip
     return run(options)
 
@@ -186,6 +157,10 @@ def _check_options(options: InferOptions) -> bool:
     if not options.input.exists():
         raise InputError(f"input not found: {path_text(options.input)}")
     is_folder = options.input.is_dir()
+    if options.out is not None and options.out.is_dir():
+        raise InputError(
+            f"--out {path_text(options.out)} is a folder: {path_text(options.input)} writes one file"
+        )
     if is_folder:
         scene_only = {"--tile": options.tile, "--stride": options.stride, "--bands": options.bands,
                       "--csv": options.csv, "--quicklook": options.quicklook}  # fmt: skip
@@ -215,6 +190,8 @@ def run(options: InferOptions) -> int:
     from rfmml.runtime.output_files import path_text
     from rfmml.runtime.progress import Progress
 
+    if options.several_scenes:
+        return _run_scenes(options)
     is_folder = _check_options(options)
     clf = Classifier.load(options.model, options.head_file, head=options.head, providers=options.providers,
                           threads=options.threads)  # fmt: skip
@@ -257,15 +234,12 @@ def _run_folder(clf, options: InferOptions, progress, info: TextIO) -> int:
 def _run_scene(clf, options: InferOptions, progress, info: TextIO) -> int:
     from rfmml.runtime.output_files import path_text
     from rfmml.runtime.outputs import summary_lines, write_scene_outputs
-    from rfmml.runtime.scene_io import have_rasterio
+    from rfmml.runtime.scene_record import class_map_path
 
     result = clf.classify_scene(options.input, tile=options.tile, stride=options.stride, batch=options.batch,
                                 top_k=options.top_k, bands=options.bands, zero_collar=options.zero_collar,
                                 progress=progress)  # fmt: skip
-    out = options.out
-    if out is None:
-        suffix = ".tif" if (result.georeferenced and have_rasterio()) else ".png"
-        out = Path(f"{options.input.stem}_classmap{suffix}")
+    out = options.out or class_map_path(options.input, Path(), result.georeferenced)
     written = write_scene_outputs(result, out, csv=options.csv, quicklook=options.quicklook,
                                   quicklook_size=options.quicklook_size)  # fmt: skip
     for line in summary_lines(result):
@@ -275,6 +249,39 @@ def _run_scene(clf, options: InferOptions, progress, info: TextIO) -> int:
     if written.quicklook is not None:
         print(f"quick-look: {path_text(written.quicklook)}", file=info)
     return EXIT_OK
+
+
+def _run_scenes(options: InferOptions) -> int:
+    """Several scenes into the --out folder, here or on a Dask cluster (:mod:`.scene_archive`)."""
+    from rfmml.runtime.scene_archive import classify_scenes, outcome_line
+
+    single = {"--csv": options.csv, "--quicklook": options.quicklook}
+    given = [flag for flag, value in single.items() if value is not None]
+    if given:
+        raise InputError(
+            f"{', '.join(given)} name one file; with several scenes each gets <stem>_classmap.csv"
+        )
+    if options.out is None:
+        raise InputError("several scenes need --out FOLDER (each scene's outputs are written there)")
+    client = None
+    if options.dask is not None:
+        from rfmml.runtime.dask_scenes import connect
+
+        client = connect(options.dask)
+    try:
+        summary = classify_scenes(
+            options.inputs, model=options.model, out_dir=options.out, head=options.head,
+            head_file=options.head_file, client=client,
+            report=lambda outcome, done, total: print(outcome_line(outcome, done, total), flush=True),
+            providers=options.providers, threads=options.threads, batch=options.batch, top_k=options.top_k,
+            tile=options.tile, stride=options.stride, bands=options.bands, zero_collar=options.zero_collar,
+        )  # fmt: skip
+    finally:
+        if client is not None:
+            client.close()
+    for line in summary.lines():
+        print(line)
+    return summary.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,19 @@
 """Click options shared by the runtime's commands (``rfmml-infer``, ``rfmml-enroll``): the model and the
-onnxruntime session settings, declared once so both commands parse them alike."""
+onnxruntime session settings, declared once so both commands parse them alike; and what
+``rfmml-infer``'s flags parse into (:class:`InferOptions`, ``--bands``, ``--head``)."""
 
 from __future__ import annotations
 
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+
+from rfmml.runtime.heads import HEAD_KINDS
 
 
 def file_path(**kwargs: Any) -> click.Path:
@@ -47,3 +51,63 @@ def session_options(default_providers: str, providers_help: str) -> Callable:
         )
 
     return decorate
+
+
+def parse_bands(value: str | None) -> tuple[int, int, int] | None:
+    """``--bands 1,2,3`` -> (1, 2, 3); a click usage error (one line) for anything else."""
+    if value is None:
+        return None
+    try:
+        bands = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected three band numbers like 1,2,3, got {value!r}", param_hint="'--bands'"
+        ) from None
+    if len(bands) != 3 or min(bands) < 1:
+        raise click.BadParameter(
+            f"expected three 1-based band numbers like 1,2,3, got {value!r}", param_hint="'--bands'"
+        )
+    return bands  # type: ignore[return-value]
+
+
+def split_head(values: tuple[str, ...]) -> tuple[str, Path | None]:
+    """``--head`` values -> (kind, head file or None): a kind is proto/svm, anything else a file."""
+    kind, file = "proto", None
+    for value in values:
+        if value.lower() in HEAD_KINDS:
+            kind = value.lower()
+        else:
+            file = Path(value)
+    return kind, file
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """Every setting of one ``rfmml-infer`` run (what the flags parse into)."""
+
+    model: Path
+    input: Path  # the first INPUT (the only one unless several scenes are given)
+    out: Path | None = None
+    head_file: Path | None = None
+    head: str = "proto"
+    providers: str = "auto"
+    threads: int = 0
+    batch: int = 64
+    top_k: int = 3
+    workers: int = 0
+    tile: int | None = None
+    stride: int | None = None
+    bands: tuple[int, int, int] | None = None
+    zero_collar: bool = True
+    csv: Path | None = None
+    quicklook: Path | None = None
+    quicklook_size: int = 1024
+    quiet: bool = False
+    inputs: tuple[Path, ...] = ()  # every INPUT; more than one: a multi-scene run
+    dask: str | None = None  # a Dask scheduler address: a multi-scene run on its workers
+
+    @property
+    def several_scenes(self) -> bool:
+        """Whether this is a multi-scene run (several inputs, --dask, or --out an existing folder)."""
+        out_is_folder = self.out is not None and self.out.is_dir() and not self.input.is_dir()
+        return len(self.inputs) > 1 or self.dask is not None or out_is_folder
