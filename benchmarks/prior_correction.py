@@ -6,7 +6,7 @@ embeddings of train / val / test, then on the test split
 
 - ``proto``: the run's Proto head (a check: must equal the run's eval.json);
 - ``proto+pc``: prior-corrected Proto scores ``-d(e, p_k) - tau * log pi_k``, tau on validation
-  (balanced accuracy, rfmml.trainer.rfmml_plus.choose_tau);
+  (balanced accuracy, rfmml.trainer.proto_calibration.choose_tau);
 - ``cos+pc``: the same on embeddings centred on the training mean and L2-normalised (cosine-like);
 - ``dc+cos+pc``: ``cos+pc`` with the minority prototypes calibrated (distribution calibration's mean);
 - ``proto+svm+pc``: z-scored Proto and SVM scores summed, then prior-corrected (tau on validation);
@@ -28,17 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rfmml.runtime.heads import proto_logits, svm_logits
+from rfmml.runtime.heads import log_prior, proto_logits, proto_space, svm_logits
 from rfmml.trainer.data import default_cache_dir, load_part
 from rfmml.trainer.feature_space import CachedFeatureModel, feature_parts
 from rfmml.trainer.heads import SvmSettings, accuracy_report, embed, fit_prototypes, fit_svm
-from rfmml.trainer.rfmml_plus import (
-    calibrate_prototypes,
-    centred_unit,
-    choose_tau,
-    ensemble_logits,
-    log_prior,
-)
+from rfmml.trainer.proto_calibration import choose_tau
+from rfmml.trainer.rfmml_plus import calibrate_prototypes, ensemble_logits
 from rfmml.trainer.run import load_run
 
 
@@ -98,7 +93,7 @@ def posthoc(run_dir: Path) -> dict:
     out = {"proto": report(logits["test"].argmax(1))}
     out |= corrected("proto+pc", logits["val"], logits["test"], labels, log_pi, report)
     centre = emb["train"].mean(0)
-    cos = {p: centred_unit(emb[p], centre) for p in emb}
+    cos = {p: proto_space(emb[p], centre) for p in emb}
     cos_protos = fit_prototypes(cos["train"].astype(np.float32), labels["train"], n).numpy()
     cos_logits = {p: proto_logits(cos[p], cos_protos, config.distance) for p in ("val", "test")}
     out |= corrected("cos+pc", cos_logits["val"], cos_logits["test"], labels, log_pi, report)

@@ -14,6 +14,7 @@ import numpy as np
 
 from rfmml.runtime.artifact import Head
 from rfmml.trainer.heads import SvmSettings, choose_svm_c, fit_head
+from rfmml.trainer.proto_calibration import calibrated_head
 
 FITTED_ON = "onnxruntime fp32 embeddings (the exported model) of all training images"
 
@@ -30,11 +31,17 @@ def fit_export_head(
     svm: bool = True,
 ) -> Head:
     """The head for ``split``'s classes (``config``: the run's TrainConfig with any CLI overrides:
-    distance, svm_c grid, svm_class_weight, svm_l2_normalize). Metadata: ``heads_fitted_on`` and,
-    with the SVM, ``svm`` = {C, class_weight, l2_normalize, val_accuracy_by_c}; digest left empty."""
+        distance, svm_c grid, svm_class_weight, svm_l2_normalize). Metadata: ``heads_fitted_on`` and,
+        with the SVM, ``svm`` = {C, class_weight, l2_normalize, val_accuracy_by_c}; with the calibrated Proto
+    head (``config.calibrated_proto``), ``proto`` = {calibrated, tau, val_balanced_accuracy_by_tau};
+    digest left empty."""
     classes, majority = list(split.classes), list(split.majority)
     fit = {"distance": config.distance, "input_size": input_size}
     metadata: dict = {"heads_fitted_on": FITTED_ON}
+    if config.calibrated_proto:  # centre and tau refitted on these embeddings, by the run's rule
+        calibrated = calibrated_head(train_emb, train_labels, val_emb, val_labels, classes, majority, config)
+        fit.update(centre=calibrated.proto_centre, tau=calibrated.proto_tau)
+        metadata["proto"] = calibrated.metadata["proto"]
     if not svm:
         return dataclasses.replace(
             fit_head(train_emb, train_labels, classes, majority, **fit), metadata=metadata

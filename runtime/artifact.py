@@ -9,6 +9,13 @@ A head changed by ``rfmml-enroll`` carries its enrolment record (five ``enrolmen
 entry per class added, replaced or removed); a head without one has exactly the keys of before, so
 heads written before the record existed load unchanged and the format version stays 1 (a runtime
 older than the record refuses an enrolled head naming the unknown ``enrolment_*`` member).
+
+Format version 2 (issue 11): a calibrated Proto head (``rfmml-plus``) carries ``proto_centre`` [D]
+(embeddings are centred on it and L2-normalised before the Proto distance; the prototypes are class
+means in that space) and/or ``proto_tau`` (the prior correction ``-tau * log pi_k`` added to the
+Proto scores, ``pi_k`` from ``train_counts``). Only such a head is written as version 2, so every
+other head stays version 1 and loads in older runtimes; a version-1 runtime refuses a version-2 head
+with one line instead of scoring it without its calibration. This runtime reads 1 and 2.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.runtime.errors import ArtifactError
 from rfmml.runtime.safe_npz import NpyHeader, read_npz
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format written (a head without calibration is written as 1)
+READ_VERSIONS = (1, 2)
 INPUT_NAME = "images"  # uint8 [batch, H, W, 3], NHWC RGB, batch dynamic
 OUTPUT_NAME = "embeddings"  # float32 [batch, D]
 DISTANCES = ("euclidean", "sqeuclidean")
@@ -62,6 +70,8 @@ HEAD_SCHEMA: dict[str, _Spec] = {
     "svm_coef": _Spec("f", ("C", "D")),
     "svm_intercept": _Spec("f", ("C",)),
     "svm_l2_normalize": _Spec("b", ()),
+    "proto_centre": _Spec("f", ("D",)),
+    "proto_tau": _Spec("f", ()),
     "enrolment_action": _Spec("U", ("E",), 16),
     "enrolment_class": _Spec("U", ("E",), 1024),
     "enrolment_tiles": _Spec("iu", ("E",)),
@@ -80,6 +90,7 @@ REQUIRED_KEYS = (
     "onnx_sha256",
 )
 SVM_KEYS = ("svm_coef", "svm_intercept", "svm_l2_normalize")
+CALIBRATION_KEYS = ("proto_centre", "proto_tau")  # version 2 only
 ENROLMENT_KEYS = (
     "enrolment_action",
     "enrolment_class",
@@ -111,6 +122,8 @@ class Head:
     (-inf for a class that must never win); majority: bool [C]; train_counts: int64 [C]; input_size:
     (H, W) of the model's input. metadata: small JSON-able dict (parity report, run info), stored as a
     JSON string. enrolments: what ``rfmml-enroll`` changed since export, oldest first (empty: none).
+    proto_centre: float32 [D] or None, proto_tau: float >= 0: the calibrated Proto head (see
+    ``rfmml.runtime.heads``; None and 0 = the plain Proto head of format version 1).
     """
 
     class_names: tuple[str, ...]
@@ -125,6 +138,13 @@ class Head:
     onnx_sha256: str = ""
     metadata: dict = field(default_factory=dict)
     enrolments: tuple[Enrolment, ...] = ()
+    proto_centre: np.ndarray | None = None
+    proto_tau: float = 0.0
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the Proto head is calibrated (centred + normalised, or prior-corrected): version 2."""
+        return self.proto_centre is not None or bool(self.proto_tau)
 
     @property
     def embedding_dim(self) -> int:
@@ -158,7 +178,7 @@ def head_arrays(head: Head) -> dict[str, np.ndarray]:
     if head.svm_coef is not None and head.svm_intercept is None:
         raise ArtifactError("svm_coef must be [C, D] like the prototypes, with an intercept [C]")
     arrays: dict[str, np.ndarray] = {
-        "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "format_version": np.array(FORMAT_VERSION if head.calibrated else 1, dtype=np.int64),
         "class_names": np.array(head.class_names, dtype=np.str_).reshape(-1),
         "input_size": np.array(head.input_size, dtype=np.int64),
         "embedding_dim": np.array(np.shape(head.prototypes)[-1], dtype=np.int64),
@@ -173,6 +193,10 @@ def head_arrays(head: Head) -> dict[str, np.ndarray]:
         arrays["svm_coef"] = np.asarray(head.svm_coef, dtype=np.float32)
         arrays["svm_intercept"] = np.asarray(head.svm_intercept, dtype=np.float32)
         arrays["svm_l2_normalize"] = np.array(bool(head.svm_l2_normalize))
+    if head.proto_centre is not None:
+        arrays["proto_centre"] = np.asarray(head.proto_centre, dtype=np.float32)
+    if head.proto_tau:
+        arrays["proto_tau"] = np.array(head.proto_tau, dtype=np.float32)
     if head.enrolments:
         arrays.update(_enrolment_arrays(head.enrolments))
     headers = {key: NpyHeader(a.shape, a.dtype, a.nbytes) for key, a in arrays.items()}
@@ -214,8 +238,11 @@ def load_head(path: str | Path) -> Head:
         what="rfmml head file",
     )
     version = int(arrays["format_version"])
-    if version != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: head format version {version}, this rfmml reads {FORMAT_VERSION}")
+    if version not in READ_VERSIONS:
+        raise ArtifactError(
+            f"{path}: head format version {version}, this rfmml reads {', '.join(map(str, READ_VERSIONS))}"
+            " (a newer rfmml wrote it: upgrade rfmml)"
+        )
     _refuse(path, _value_problems(arrays))
     return _head_from_arrays(arrays)
 
@@ -282,6 +309,7 @@ def _value_problems(arrays: dict[str, np.ndarray]) -> list[str]:
         problems.append("negative train_counts")
     if "svm_coef" in arrays:
         problems += _svm_problems(arrays["svm_coef"], arrays["svm_intercept"])
+    problems += _calibration_problems(arrays)
     if "enrolment_action" in arrays:
         problems += _enrolment_problems(arrays)
     if "metadata_json" in arrays and not _is_json_object(str(arrays["metadata_json"])):
@@ -297,6 +325,21 @@ def _svm_problems(coef: np.ndarray, intercept: np.ndarray) -> list[str]:
         problems.append("non-finite svm_coef")
     if np.any(np.isnan(intercept) | (intercept == np.inf)) or not np.any(np.isfinite(intercept)):
         problems.append("svm_intercept must be finite (or -inf for a class that never wins)")
+    return problems
+
+
+def _calibration_problems(arrays: dict[str, np.ndarray]) -> list[str]:
+    """A calibrated Proto head is version 2 with a finite centre and a finite tau >= 0; a version-2
+    head without calibration is refused too (the version says what a reader must apply)."""
+    present = [key for key in CALIBRATION_KEYS if key in arrays]
+    version = int(arrays["format_version"])
+    if bool(present) != (version == 2):
+        return [f"format_version {version} with {', '.join(present) or 'no proto_centre/proto_tau'}"]
+    problems = []
+    if "proto_centre" in arrays and not np.all(np.isfinite(arrays["proto_centre"])):
+        problems.append("non-finite proto_centre")
+    if "proto_tau" in arrays and not (np.isfinite(arrays["proto_tau"]) and float(arrays["proto_tau"]) >= 0):
+        problems.append("proto_tau must be finite and >= 0")
     return problems
 
 
@@ -332,6 +375,8 @@ def _head_from_arrays(arrays: dict[str, np.ndarray]) -> Head:
         onnx_sha256=str(arrays["onnx_sha256"]),
         metadata=json.loads(str(arrays["metadata_json"])) if "metadata_json" in arrays else {},
         enrolments=_enrolments_from_arrays(arrays),
+        proto_centre=arrays["proto_centre"].astype(np.float32) if "proto_centre" in arrays else None,
+        proto_tau=float(arrays["proto_tau"]) if "proto_tau" in arrays else 0.0,
     )
 
 

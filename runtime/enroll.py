@@ -33,6 +33,7 @@ import numpy as np
 from rfmml.runtime.artifact import HEAD_SCHEMA, MAX_CLASSES, Enrolment, Head
 from rfmml.runtime.enroll_tiles import ImageSource, mean_prototype, read_tiles
 from rfmml.runtime.errors import InputError
+from rfmml.runtime.heads import proto_space
 
 if TYPE_CHECKING:
     from rfmml.runtime.classifier import Classifier
@@ -112,7 +113,11 @@ def enrol(clf: Classifier, plan: EnrolPlan, *, date: str | None = None) -> Head:
     (default: now, UTC) goes into the enrolment record. Warns once when an SVM part is dropped."""
     check_plan(clf.head, plan)
     tiles = {name: read_tiles(images, clf.input_size) for name, images in (*plan.replaces, *plan.adds)}
-    prototypes = {name: mean_prototype(clf.embed(class_tiles.pixels)) for name, class_tiles in tiles.items()}
+    centre = clf.head.proto_centre  # a calibrated head's prototypes live in its centred, unit space
+    prototypes = {
+        name: mean_prototype(proto_space(clf.embed(class_tiles.pixels), centre))
+        for name, class_tiles in tiles.items()
+    }
     if clf.head.has_svm:
         warnings.warn(SVM_NOTICE, stacklevel=2)
     date = date or utc_now()

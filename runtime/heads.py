@@ -4,7 +4,10 @@ The one implementation of the distance, the Proto scorer and the SVM scorer: inf
 validation and test evaluation, and export's agreement checks all score with these functions.
 
 - proto: ``score_k = -d(e, prototype_k)`` with d Euclidean or squared Euclidean; the reported score is
-  the softmax probability of the class (softmax over the negative distances).
+  the softmax probability of the class (softmax over the negative distances). A calibrated Proto head
+  (format version 2, ``rfmml-plus``) first maps ``e`` to ``(e - centre) / ||e - centre||`` (the
+  prototypes live in that space) and adds the prior correction ``-tau * log pi_k`` (``pi_k``: the
+  class's share of the training images, from ``train_counts``): ``score_k = -d(e', p_k) - tau log pi_k``.
 - svm: ``score_k = e @ coef.T + intercept`` (``e`` L2-normalised first when the head says so); the
   reported score is that decision value (a margin, not a probability).
 """
@@ -19,7 +22,10 @@ __all__ = [
     "HEAD_KINDS",
     "HeadScorer",
     "l2_normalize",
+    "log_prior",
     "pairwise_distance",
+    "prior_bias",
+    "proto_space",
     "proto_logits",
     "softmax",
     "svm_logits",
@@ -52,6 +58,29 @@ def svm_logits(
     [C, D] and intercept [C]; ``e`` L2-normalised first when ``l2_normalize_first``."""
     e = l2_normalize(embeddings) if l2_normalize_first else np.asarray(embeddings, dtype=np.float64)
     return e @ np.asarray(coef, dtype=np.float64).T + np.asarray(intercept, dtype=np.float64)
+
+
+def proto_space(embeddings: np.ndarray, centre: np.ndarray | None) -> np.ndarray:
+    """Embeddings [B, D] in the space the Proto head's prototypes live in, float64: as they are, or,
+    with a ``centre`` [D] (a calibrated head), centred on it and L2-normalised (cosine-like)."""
+    if centre is None:
+        return np.asarray(embeddings, dtype=np.float64)
+    return l2_normalize(np.asarray(embeddings, np.float64) - np.asarray(centre, np.float64)[None, :])
+
+
+def log_prior(counts) -> np.ndarray:
+    """log(count_k / sum counts), float64 [C]; a class without images gets log(1 / (2 * total))
+    (below every present class, finite)."""
+    c = np.asarray(counts, dtype=np.float64)
+    return np.log(np.where(c > 0, c, 0.5) / max(c.sum(), 1.0))
+
+
+def prior_bias(counts, tau: float) -> np.ndarray:
+    """The Proto head's prior correction ``-tau * log pi_k``, float64 [C] (zeros when tau is 0):
+    rare classes get a head start proportional to how rare they were in training."""
+    if not tau:
+        return np.zeros(len(counts), dtype=np.float64)
+    return -float(tau) * log_prior(counts)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -91,7 +120,10 @@ class HeadScorer:
             )
         head = self.head
         if self.kind == "proto":
-            return proto_logits(embeddings, head.prototypes, head.distance)
+            logits = proto_logits(proto_space(embeddings, head.proto_centre), head.prototypes, head.distance)
+            if head.proto_tau:
+                logits += prior_bias(head.train_counts, head.proto_tau)[None, :]
+            return logits
         assert head.svm_coef is not None and head.svm_intercept is not None
         return svm_logits(embeddings, head.svm_coef, head.svm_intercept, head.svm_l2_normalize)
 

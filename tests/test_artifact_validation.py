@@ -141,7 +141,10 @@ def test_bad_values_are_refused(tmp_path, changes, match):
 
 
 def test_version_missing_keys_and_non_archives(tmp_path):
-    _refused(_write(tmp_path / "v.npz", format_version=np.array(2)), "format version 2")
+    _refused(
+        _write(tmp_path / "v.npz", format_version=np.array(3)), "format version 3, this rfmml reads 1, 2"
+    )
+    _refused(_write(tmp_path / "v2.npz", format_version=np.array(2)), "format_version 2 with no proto_centre")
     _refused(_write(tmp_path / "m.npz", prototypes=None), r"missing keys \['prototypes'\]")
     np.save(tmp_path / "single.npy", np.zeros(3))
     (tmp_path / "single.npz").write_bytes((tmp_path / "single.npy").read_bytes())

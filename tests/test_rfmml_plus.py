@@ -12,14 +12,13 @@ import pytest
 import torch
 from export_checks import assert_runtime_matches_eval_json
 
+from rfmml.runtime.heads import log_prior, proto_space
 from rfmml.trainer.cli import main
 from rfmml.trainer.episode import episode_loss
+from rfmml.trainer.proto_calibration import choose_tau
 from rfmml.trainer.rfmml_plus import (
     calibrate_prototypes,
-    centred_unit,
-    choose_tau,
     ensemble_logits,
-    log_prior,
     prior_corrected_episode_loss,
     prior_corrected_logits,
     zscore,
@@ -63,8 +62,8 @@ def test_choose_tau_maximises_balanced_validation_accuracy() -> None:
     assert tau == 0.75
 
 
-def test_centred_unit_subtracts_the_centre_then_normalises() -> None:
-    got = centred_unit(np.array([[4.0, 5.0], [1.0, 1.0]]), np.array([1.0, 1.0]))
+def test_proto_space_subtracts_the_centre_then_normalises() -> None:
+    got = proto_space(np.array([[4.0, 5.0], [1.0, 1.0]]), np.array([1.0, 1.0]))
     np.testing.assert_allclose(got, [[0.6, 0.8], [0.0, 0.0]])  # (3, 4) / 5; the centre itself stays 0
 
 
@@ -107,7 +106,7 @@ def test_rfmml_plus_tau_zero_is_rfmml(tmp_path: Path) -> None:
     evals = []
     for method in ("rfmml", "rfmml-plus"):
         out = tmp_path / method
-        extra = ["--la-tau", "0"] if method == "rfmml-plus" else []
+        extra = ["--la-tau", "0"] if method == "rfmml-plus" else ["--proto-head", "calibrated"]
         assert main([*flags, *extra, "--method", method, "--out", str(out)]) == 0
         evals.append(json.loads((out / "eval.json").read_text()))
     assert evals[0]["proto"] == evals[1]["proto"] and evals[0]["svm"] == evals[1]["svm"]

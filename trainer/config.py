@@ -45,6 +45,7 @@ from rfmml.trainer.config_fields import (
 
 EPISODIC_METHODS = ("rfmml", "protonet", "rfmml-no-ret", "rfmml-no-acf", "rfmml-plus")
 CE_METHODS = ("plain", "reweight", "resample", "logit-adjust")
+PROTO_HEADS = ("plain", "calibrated")  # see rfmml.trainer.proto_calibration
 FROZEN_METHOD = "frozen"  # no training: the pretrained features with the Proto and SVM heads
 METHODS = EPISODIC_METHODS + CE_METHODS + (FROZEN_METHOD,)
 PRESETS = ("paper",)
@@ -341,6 +342,15 @@ class TrainConfig:
         type=click.Choice(SVM_CLASS_WEIGHTS),
     )
     svm_l2_normalize: bool = setting(True, help="L2-normalise the embeddings before the SVM.", section=HEADS)
+    proto_head: str | None = setting(
+        None,
+        help="Proto head: plain (the paper's: nearest class mean) or calibrated (embeddings centred "
+        "and L2-normalised, prior correction -tau log pi_k with tau chosen on validation; it also "
+        "picks the best checkpoint).",
+        section=HEADS,
+        type=click.Choice(PROTO_HEADS),
+        default_text="calibrated for rfmml-plus, else plain",
+    )
     batch_size: int = setting(256, help="Batch size for embedding (evaluation).", section=HEADS, type=BATCH)
     device: str = setting(
         "auto", help="Training device.", section=PLUMBING, type=click.Choice(DEVICES), resume=True
@@ -409,6 +419,12 @@ class TrainConfig:
     def synthetic(self) -> bool:
         return self.data is None
 
+    @property
+    def calibrated_proto(self) -> bool:
+        """Whether the Proto head is the calibrated one (--proto-head; unset, as in a config.json
+        written before the option: calibrated for rfmml-plus only)."""
+        return (self.proto_head or ("calibrated" if self.method == "rfmml-plus" else "plain")) == "calibrated"
+
 
 SETTINGS = {item.name: item for item in fields(TrainConfig)}
 HINTS = typing.get_type_hints(TrainConfig)
@@ -432,6 +448,8 @@ def resolve_defaults(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
         changes["pretrained"] = False
     if config.pretrained is None and (config.weights is not None or config.init is not None):
         changes["pretrained"] = False
+    if config.proto_head is None:
+        changes["proto_head"] = "calibrated" if config.calibrated_proto else "plain"
     if config.method == FROZEN_METHOD:
         changes["tune"] = "head"  # nothing trains; the features are computed once and cached
     tune = changes.get("tune", config.tune)

@@ -6,7 +6,8 @@ only when the engine logs or validates.
 
 Phases per method: rfmml = RET then ACF; rfmml-no-ret = ACF only; rfmml-no-acf = RET only; protonet =
 fixed episodes on all classes (K = |C|, N = N_max - 1, balanced queries) for ``ret_episodes`` at
-``ret_lr``. Validation: the Proto head (prototypes from ALL training images) on the validation part.
+``ret_lr``. Validation: the Proto head (prototypes from ALL training images) on the validation part;
+with ``--proto-head calibrated`` the calibrated one (rfmml.trainer.proto_calibration).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from rfmml.runtime.errors import InputError
 from rfmml.runtime.heads import proto_logits
 from rfmml.trainer.engine import Phase, StepResult, TrainSetup
 from rfmml.trainer.episode import episode_loss
-from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes
+from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes, predict
+from rfmml.trainer.proto_calibration import calibrated_head
 from rfmml.trainer.sampler import Episode, EpisodeSampler, EpisodeSpec, acf_spec, ret_spec
 
 PhasePlan = Callable[[TrainSetup, int], "tuple[Phase, EpisodeSpec] | None"]
@@ -189,8 +191,23 @@ class EpisodicMethod:
         data, config, device = self.setup.data, self.setup.config, self.setup.device
         n_classes = len(data.classes)
         train_emb = embed(self.model, data.train_images, config.batch_size, device)
-        prototypes = fit_prototypes(train_emb, data.train_labels.cpu(), n_classes)
         val_emb = embed(self.model, data.val_images, config.batch_size, device)
+        if config.calibrated_proto:  # select the checkpoint under the head that will be shipped
+            pred = predict(
+                calibrated_head(
+                    train_emb,
+                    data.train_labels.cpu(),
+                    val_emb,
+                    data.val_labels.cpu(),
+                    data.classes,
+                    data.majority,
+                    config,
+                ),
+                val_emb,
+                "proto",
+            )
+            return accuracy_report(pred, data.val_labels.cpu(), data.classes, data.majority)
+        prototypes = fit_prototypes(train_emb, data.train_labels.cpu(), n_classes)
         pred = proto_logits(val_emb.numpy(), prototypes, config.distance).argmax(1)
         return accuracy_report(pred, data.val_labels.cpu(), data.classes, data.majority)
 

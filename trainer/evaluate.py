@@ -1,17 +1,22 @@
 """Final evaluation: Proto and SVM heads from ALL training embeddings, scored on the test split by the
 runtime's scorers (the code inference runs).
 
-The SVM's C is chosen from ``config.svm_c`` by validation overall accuracy (the first of the grid
-wins ties; without validation images, C = 1 when in the grid, else the grid's first value).
+With ``--proto-head calibrated`` the Proto head is the calibrated one (centre, tau on validation:
+rfmml.trainer.proto_calibration), reported under "proto_params". The SVM's C is chosen from
+``config.svm_c`` by validation overall accuracy (the first of the grid wins ties; without validation
+images, C = 1 when in the grid, else the grid's first value).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from rfmml.trainer.config import TrainConfig
 from rfmml.trainer.heads import SvmSettings, accuracy_report, choose_svm_c, embed, fit_head, predict
+from rfmml.trainer.proto_calibration import calibrated_head
 
 
 def evaluate_heads(
@@ -47,6 +52,18 @@ def evaluate_heads(
         SvmSettings.from_config(config),
     )
     head = fit_head(emb["train"], labels["train"], **fit, svm=SvmSettings.from_config(config, best_c))
+    proto_record = None
+    if config.calibrated_proto:  # the calibrated Proto head replaces the plain one
+        calibrated = calibrated_head(
+            emb["train"], labels["train"], emb["val"], labels["val"], classes, majority, config
+        )
+        head = replace(
+            head,
+            prototypes=calibrated.prototypes,
+            proto_centre=calibrated.proto_centre,
+            proto_tau=calibrated.proto_tau,
+        )
+        proto_record = calibrated.metadata["proto"]
 
     test_emb, test_labels = emb["test"], labels["test"].numpy()
     predictions: dict[str, np.ndarray] = {}
@@ -70,6 +87,8 @@ def evaluate_heads(
         "l2_normalize": config.svm_l2_normalize,
         "val_overall_by_C": {str(c): a for c, a in by_c.items()},
     }
+    if proto_record is not None:
+        result["proto_params"] = proto_record
     return result
 
 

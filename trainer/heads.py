@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from rfmml.runtime.artifact import Head
-from rfmml.runtime.heads import HeadScorer, l2_normalize, svm_logits
+from rfmml.runtime.heads import HeadScorer, l2_normalize, proto_space, svm_logits
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,13 @@ def embed(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256, d
     return torch.cat(out)
 
 
-def fit_prototypes(emb, labels, n_classes: int) -> torch.Tensor:
+def fit_prototypes(emb, labels, n_classes: int, centre: np.ndarray | None = None) -> torch.Tensor:
     """Mean embedding per class: emb [N, D], labels int64 [N] -> float32 [C, D] (a class with no
-    image: 0). Summed in float32 by torch's index_add_, the order every released metric was made in."""
+    image: 0). Summed in float32 by torch's index_add_, the order every released metric was made in.
+    With a ``centre`` [D] (the calibrated Proto head): the means of the centred, L2-normalised
+    embeddings (``rfmml.runtime.heads.proto_space``, as float32)."""
+    if centre is not None:
+        emb = proto_space(_numpy(emb), centre).astype(np.float32)
     emb = torch.as_tensor(emb, dtype=torch.float32)
     labels = torch.as_tensor(labels, dtype=torch.int64)
     sums = torch.zeros(n_classes, emb.shape[1]).index_add_(0, labels, emb)
@@ -107,10 +111,13 @@ def fit_head(
     distance: str,
     input_size: tuple[int, int],
     svm: SvmSettings | None = None,
+    centre: np.ndarray | None = None,
+    tau: float = 0.0,
 ) -> Head:
     """The runtime's Head from training embeddings [N, D] and labels [N]: prototypes, and the SVM
-    when ``svm`` is given; majority mask and training counts per class. The model digest and metadata
-    are left empty (export fills them)."""
+    when ``svm`` is given; majority mask and training counts per class. ``centre`` [D] and ``tau``:
+    the calibrated Proto head (rfmml.trainer.proto_calibration). The model digest and metadata are
+    left empty (export fills them)."""
     n_classes = len(classes)
     labels = _numpy(train_labels).astype(np.int64)
     coef = intercept = None
@@ -120,12 +127,14 @@ def fit_head(
         class_names=tuple(classes),
         input_size=(int(input_size[0]), int(input_size[1])),
         distance=distance,
-        prototypes=fit_prototypes(train_emb, labels, n_classes).numpy(),
+        prototypes=fit_prototypes(train_emb, labels, n_classes, centre).numpy(),
         majority=np.array([name in majority for name in classes], dtype=bool),
         train_counts=np.bincount(labels, minlength=n_classes).astype(np.int64),
         svm_coef=coef,
         svm_intercept=intercept,
         svm_l2_normalize=True if svm is None else bool(svm.l2_normalize),
+        proto_centre=None if centre is None else np.asarray(centre, dtype=np.float32),
+        proto_tau=float(np.float32(tau)),
     )
 
 

@@ -25,22 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rfmml.runtime.heads import l2_normalize, proto_logits
+from rfmml.runtime.heads import log_prior, proto_logits
 from rfmml.trainer.engine import TrainSetup
 from rfmml.trainer.episode import episode_prototypes, pairwise_distance
 from rfmml.trainer.episodic import EpisodicMethod
 from rfmml.trainer.sampler import Episode
 
 PLUS_METHOD = "rfmml-plus"
-TAU_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # small values: cosine scale
-
-
-def log_prior(counts) -> np.ndarray:
-    """log(count_k / sum counts), float64 [C]; a class without images gets log(1 / (2 * total))
-    (below every present class, finite)."""
-    c = np.asarray(counts, dtype=np.float64)
-    total = c.sum()
-    return np.log(np.where(c > 0, c, 0.5) / total)
 
 
 def prior_corrected_episode_loss(
@@ -69,29 +60,6 @@ def prior_corrected_logits(
 ) -> np.ndarray:
     """Post-hoc corrected Proto scores float64 [B, C]: ``-d(e, p_k) - tau * log pi_k``."""
     return proto_logits(embeddings, prototypes, distance) - tau * np.asarray(log_pi, np.float64)[None, :]
-
-
-def choose_tau(
-    logits: np.ndarray, labels: np.ndarray, log_pi: np.ndarray, grid=TAU_GRID
-) -> tuple[float, dict[float, float]]:
-    """(tau, {tau: balanced accuracy}) on validation: ``logits`` [B, C] uncorrected Proto scores,
-    ``labels`` int [B]. Balanced (mean per-class) accuracy, because validation holds the same number
-    of images per class as the test split; the smallest tau wins a tie (0 = no correction)."""
-    labels = np.asarray(labels)
-    present = np.unique(labels)
-    scores = {}
-    for tau in grid:
-        pred = (logits - tau * np.asarray(log_pi)[None, :]).argmax(1)
-        scores[float(tau)] = float(np.mean([(pred[labels == c] == c).mean() for c in present]))
-    best = max(scores, key=lambda t: (scores[t], -t))
-    return best, scores
-
-
-def centred_unit(embeddings: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Embeddings [B, D] minus the centre [D] (the training embeddings' mean), L2-normalised: the
-    prototypes of these are cosine-like (a Euclidean head on them ranks like cosine similarity to
-    the centred class means, up to the prototypes' norms)."""
-    return l2_normalize(np.asarray(embeddings, np.float64) - np.asarray(centre, np.float64)[None, :])
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
