@@ -8,6 +8,12 @@ Methods (all on the same split, backbone, augmentation and evaluation as RF-MML)
 Adam; the learning rate is divided by 5 every ``lr_step`` epochs (the paper's schedule); the weights
 with the best validation overall accuracy (linear head) are kept in best.pt. One phase, "ce": a
 metrics record, a validation and last.pt every epoch; progress counts batches.
+
+Under torchrun an epoch stays one pass over the training set: every rank draws the same epoch order
+(seed + 1) and trains on its shard (``World.shard``: every N-th index, padded to equal length), the
+gradients of each batch averaged across ranks (a global batch of N x --ce-batch); the images'
+augmentation (or cached view) is drawn per rank (seed + 2 + 1000 * rank); the epoch's loss and
+accuracy are summed over the ranks' shards.
 """
 
 from __future__ import annotations
@@ -82,12 +88,18 @@ class CrossEntropyMethod:
         # created here, after the embedding net: the global generator's draws fix its initial weights
         self.linear = nn.Linear(setup.model.embedding_dim, n_classes).to(setup.device)
         self.gen = torch.Generator(device=setup.device).manual_seed(config.seed + 1)
+        self.world = setup.world
+        if self.world.size == 1:  # the epoch order's generator also draws the augmentation
+            self.augment_gen = self.gen
+        else:  # the order is shared by every rank, the augmentation is each rank's own
+            self.augment_gen = torch.Generator(device=setup.device).manual_seed(setup.sampler_seed + 2)
         self.has_validation = data.val_images.shape[0] > 0
         counts = torch.bincount(data.train_labels.cpu(), minlength=n_classes)
         self.loss_fn = ce_loss_fn(config.method, counts, config.la_tau, setup.device)
         self.augment = data.augmenter(config.augment, setup.device)
         self.cuda = setup.device.type == "cuda"
-        batches = -(-data.train_images.shape[0] // config.ce_batch)
+        per_rank = -(-data.train_images.shape[0] // self.world.size)
+        batches = -(-per_rank // config.ce_batch)
         epochs = int(config.epochs)
         self.phases = [Phase("ce", epochs, "epoch", float(config.lr), "--lr", 1, 1, batches, "batches")]
         self._last: dict[str, Any] = {}
@@ -116,9 +128,11 @@ class CrossEntropyMethod:
         self.model.train()
         for group in optimizer.param_groups:  # a pure function of the epoch, so resume needs no state
             group["lr"] = epoch_lr(float(config.lr), int(config.lr_step), step)
-        order = epoch_order(config.method, data.train_labels, len(data.classes), self.gen)
+        order = self.world.shard(epoch_order(config.method, data.train_labels, len(data.classes), self.gen))
         total_loss, correct = self._epoch(order, optimizer, tick)
         n = order.shape[0]
+        if self.world.size > 1:  # the epoch's figures over every rank's shard
+            total_loss, correct, n = self.world.sum(total_loss), self.world.sum(correct), n * self.world.size
         record = {
             "kind": "epoch",
             "phase": "ce",
@@ -139,7 +153,7 @@ class CrossEntropyMethod:
         correct = torch.zeros((), device=self.setup.device)
         for start in range(0, order.shape[0], config.ce_batch):
             index = order[start : start + config.ce_batch]
-            images, labels = data.batch(index, self.augment, self.gen), data.train_labels[index]
+            images, labels = data.batch(index, self.augment, self.augment_gen), data.train_labels[index]
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
                 logits = self.linear(self.model(images)).float()
             loss = self.loss_fn(logits, labels)
@@ -168,14 +182,20 @@ class CrossEntropyMethod:
         )
 
     def rng_state(self) -> dict[str, torch.Tensor]:
-        return {"gen": self.gen.get_state()}
+        if self.augment_gen is self.gen:
+            return {"gen": self.gen.get_state()}
+        return {"gen": self.gen.get_state(), "augment_gen": self.augment_gen.get_state()}
 
     def load_rng_state(self, state: dict[str, torch.Tensor]) -> None:
         self.gen.set_state(state["gen"])
+        if self.augment_gen is not self.gen:
+            self.augment_gen.set_state(state["augment_gen"])
 
     def reseed_device_rng(self, state: dict[str, torch.Tensor], phase_index: int, step: int) -> None:
         """Resume from a generator written on another device type (see ``Engine.load_rng``)."""
         self.gen.manual_seed(resume_seed(self.setup.config.seed + 1, phase_index, step))
+        if self.augment_gen is not self.gen:
+            self.augment_gen.manual_seed(resume_seed(self.setup.sampler_seed + 2, phase_index, step))
 
     def memory_note(self, phase_index: int) -> str:
         """The batch size and the flag that lowers it (for an out-of-memory error)."""

@@ -25,6 +25,7 @@ __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointError", "code_version"]
 # the training engine) had "episode" (an epoch on the cross-entropy path), "linear" and a dead "extra".
 CHECKPOINT_FORMAT = 2
 UNITS = ("episode", "epoch")
+RANK_PREFIX = "rank{}/"  # rank r's generator states in ``rng`` (torchrun runs)
 
 
 def code_version() -> str:
@@ -49,7 +50,9 @@ class Checkpoint:
     phase_index     int, that phase's index in the method's phase list
     unit            str, what one step of the phase is: "episode" or "epoch"
     step            int, steps (of ``unit``) done in that phase
-    rng             dict[str, Tensor], the method's generator states (uint8 tensors) at that step
+    rng             dict[str, Tensor], the method's generator states (uint8 tensors) at that step; a
+                    run of N processes (torchrun) also holds rank r's (r = 1..N-1) as "rank{r}/NAME",
+                    so the process count of a checkpoint is :attr:`world_size` (see :func:`ranks_rng`)
     rng_device      str, the device type ("cpu", "cuda") of the training device whose generators
                     wrote ``rng``: a CUDA generator's state (16 bytes) does not load into a CPU one
                     (5,056 bytes) nor back, so a resume on another device type re-seeds those (the
@@ -73,6 +76,18 @@ class Checkpoint:
     method_modules: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     format: int = CHECKPOINT_FORMAT
     code_version: str = field(default_factory=code_version)
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes that trained it: 1 + the ranks with entries in ``rng``."""
+        return 1 + len({name.split("/")[0] for name in self.rng if "/" in name})
+
+    def rank_rng(self, rank: int) -> dict[str, torch.Tensor]:
+        """Rank ``rank``'s generator states (rank 0: those of a single process)."""
+        if rank == 0:
+            return {name: value for name, value in self.rng.items() if "/" not in name}
+        prefix = RANK_PREFIX.format(rank)
+        return {name[len(prefix) :]: value for name, value in self.rng.items() if name.startswith(prefix)}
 
     def to_state(self) -> dict[str, Any]:
         """The plain dict written to disk (the layout in the class docstring)."""
@@ -120,6 +135,15 @@ class Checkpoint:
                 f"{path}: checkpoint is for backbone {checkpoint.backbone!r}, not {backbone!r}"
             )
         return checkpoint
+
+
+def ranks_rng(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One ``rng`` dict from every rank's generator states (index r = rank r): rank 0's as they are,
+    rank r's as "rank{r}/NAME"; a single process's states unchanged."""
+    rng = dict(states[0])
+    for rank, state in enumerate(states[1:], 1):
+        rng.update({RANK_PREFIX.format(rank) + name: value for name, value in state.items()})
+    return rng
 
 
 def _is_count(value: Any) -> bool:

@@ -9,6 +9,14 @@ Per phase, for step s = 1 .. phase.steps: run the step; every ``log_every`` step
 last) write its metrics record; every ``val_every`` steps (and at the last) validate, keep best.pt on
 a new best, and write last.pt. A resume restarts after last.pt's step with the same optimizer and
 generator states, so it equals an uninterrupted run.
+
+Under torchrun (``world``, rfmml.trainer.distributed) every rank runs this loop in step: an optimizer
+step averages the gradients of all ranks, so on an episode phase it consumes N episodes (one per rank)
+and the step counter (metrics' "episode", checkpoints' ``step``) counts global episodes: N, 2N, ...,
+up to the phase's budget rounded up to a multiple of N. Records are written, and validation and
+checkpoints happen, at the first step that reaches each multiple of ``log_every`` / ``val_every``.
+An epoch is one step whatever N (each rank trains on its shard). Rank 0 alone writes; every rank
+validates the same weights (the same numbers as a single process) and keeps the same position.
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ import torch
 
 from rfmml.runtime.errors import CheckpointError, InputError
 from rfmml.trainer.augment import Augmenter
-from rfmml.trainer.checkpoint import Checkpoint
+from rfmml.trainer.checkpoint import Checkpoint, ranks_rng
 from rfmml.trainer.config import TrainConfig
+from rfmml.trainer.distributed import SINGLE, World
 from rfmml.trainer.metrics_log import MetricsLog
 from rfmml.trainer.train_progress import TrainProgress
 
@@ -91,6 +100,12 @@ class TrainSetup:
     data: TrainData
     device: torch.device
     parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    world: World = SINGLE
+
+    @property
+    def sampler_seed(self) -> int:
+        """The seed of this process's episode sampler: the run's seed, + 1000 * rank under torchrun."""
+        return self.world.rank_seed(int(self.config.seed))
 
 
 @dataclass(frozen=True)
@@ -181,10 +196,21 @@ class FiniteWatch:
         self.step = torch.where(first, step, self.step)
         self.loss = torch.where(first, loss.float(), self.loss)
 
-    def first(self) -> tuple[int, float] | None:
-        """(step, loss) of the first non-finite loss, or None (syncs with the device)."""
-        step = int(self.step)
-        return (step, float(self.loss)) if step else None
+    def first(self, world: World = SINGLE) -> tuple[int, float] | None:
+        """(step, loss) of the first non-finite loss on any rank, or None (syncs with the device)."""
+        pairs = world.all_gather(torch.stack([self.step.double(), self.loss.double()])).tolist()
+        bad = [(int(step), loss) for step, loss in pairs if step]
+        return min(bad) if bad else None
+
+
+def due(count: int, stride: int, every: int) -> bool:
+    """Whether a multiple of ``every`` lies in (count - stride, count]: the step that reached it."""
+    return count // every > (count - stride) // every
+
+
+def phase_end(phase: Phase, stride: int) -> int:
+    """The step count at a phase's end: its length rounded up to a multiple of ``stride``."""
+    return -(-phase.steps // stride) * stride
 
 
 class Engine:
@@ -197,8 +223,10 @@ class Engine:
         run_dir: Path,
         device: torch.device,
         warn: Callable[[str], None],
+        world: World = SINGLE,
     ) -> None:
         self.method = method
+        self.world = world
         self.config = config
         self.run_dir = run_dir
         self.log = MetricsLog(run_dir / "metrics.jsonl", warn)
@@ -213,7 +241,9 @@ class Engine:
         """Train from the start, or from ``resume`` (last.pt); return the final position."""
         phases = self.method.phases
         position, optimizer_state = (self.restore(resume), resume.optimizer) if resume else (Position(), None)
-        self.log.truncate_after([p.name for p in phases], position.phase_index, position.step)
+        if self.world.is_writer:
+            self.log.truncate_after([p.name for p in phases], position.phase_index, position.step)
+        self.world.broadcast_state(self.modules())  # as DDP starts: every rank from rank 0's weights
         self.start_time = time.perf_counter() - position.elapsed
         try:
             for index in range(position.phase_index, len(phases)):
@@ -224,14 +254,16 @@ class Engine:
         except BaseException:  # Ctrl-C, a full disk, a NaN: the error goes on a line of its own
             self.progress.abandon()
             raise
-        if not (self.run_dir / "best.pt").exists():  # no step at all: the initial weights are the best
+        if self.world.is_writer and not (self.run_dir / "best.pt").exists():  # no step: initial weights
             self.checkpoint(None, position, None).save(self.run_dir / "best.pt")
         return position
 
     def run_phase(self, position: Position, optimizer_state: dict | None) -> None:
         """Run phase ``position.phase_index`` from step ``position.step + 1`` to its end."""
         phase = self.method.phases[position.phase_index]
+        stride = self.world.stride(phase.unit)
         optimizer = torch.optim.Adam(self.method.parameters(), lr=phase.lr)
+        self.world.average_gradients_on_step(optimizer)
         if optimizer_state is not None:
             try:
                 optimizer.load_state_dict(optimizer_state)
@@ -241,16 +273,20 @@ class Engine:
                 ) from None
         total = phase.steps * phase.ticks
         self.progress.start_phase(phase.name, total, position.step * phase.ticks, phase.tick_unit)
-        for step in range(position.step + 1, phase.steps + 1):
+        tick = self.progress.update if stride == 1 else lambda n: self.progress.update(n * stride)
+        end = phase_end(phase, stride)
+        if stride > 1 and end != phase.steps and self.world.is_writer and position.step == 0:
+            self.warn(f"{phase.name}: {phase.steps} episodes on {stride} processes: {end} episodes")
+        for step in range(position.step + stride, end + 1, stride):
             with self.out_of_memory(phase, step):
-                result = self.method.step(position.phase_index, step, optimizer, self.progress.update)
+                result = self.method.step(position.phase_index, step, optimizer, tick)
             self.watch.observe(result.loss, step)
             position.step = step
-            last = step == phase.steps
-            if step % phase.log_every == 0 or last:
+            last = step == end
+            if due(step, stride, phase.log_every) or last:
                 self.check_finite(phase)
                 self.write_record(phase, position, result)
-            if step % phase.val_every == 0 or last:
+            if due(step, stride, phase.val_every) or last:
                 self.check_finite(phase)
                 self.validate_and_save(phase, position, optimizer)
         self.progress.close()
@@ -274,12 +310,13 @@ class Engine:
 
     def write_record(self, phase: Phase, position: Position, result: StepResult) -> None:
         position.elapsed = time.perf_counter() - self.start_time
-        self.log.write({**result.record(), "seconds": round(position.elapsed, 3)})
+        if self.world.is_writer:  # under torchrun: rank 0's step (its episode's K, N, loss, accuracy)
+            self.log.write({**result.record(), "seconds": round(position.elapsed, 3)})
         self.progress.note = self.method.progress_note(position.phase_index, position.step)
 
     def check_finite(self, phase: Phase) -> None:
         """Stop with TrainingDiverged when some loss since the last check was NaN or infinite."""
-        bad = self.watch.first()
+        bad = self.watch.first(self.world)
         if bad is None:
             return
         if self.best_at:
@@ -295,35 +332,52 @@ class Engine:
 
     def validate_and_save(self, phase: Phase, position: Position, optimizer: torch.optim.Optimizer) -> None:
         """Validate (when there are validation images), keep best.pt on a new best, write last.pt."""
+        self.world.broadcast_state(self.modules(), buffers_only=True)  # BatchNorm statistics: rank 0's
         if self.method.has_validation:
             with self.out_of_memory(phase, position.step, validating=True):
                 report = self.method.validate()
-            self.log.write(
-                {
-                    "kind": "val",
-                    "phase": phase.name,
-                    "episode": position.step,
-                    "val_overall": report["overall"],
-                    "val_majority": report["majority"],
-                    "val_minority": report["minority"],
-                    "seconds": round(time.perf_counter() - self.start_time, 3),
-                }
-            )
+            if self.world.is_writer:
+                self.write_val(phase, position, report)
             better = report["overall"] > position.best_val
             if better:
                 position.best_val = report["overall"]
         else:  # no validation images: the latest weights are the best we know
             better = True
         position.elapsed = time.perf_counter() - self.start_time
+        rng = ranks_rng(self.world.gather_states(self.method.rng_state()))  # a collective: every rank
         if better:
-            self.checkpoint(phase, position, None).save(self.run_dir / "best.pt")
+            if self.world.is_writer:
+                self.checkpoint(phase, position, None, rng).save(self.run_dir / "best.pt")
             self.best_at = f"{phase.name} {phase.unit} {position.step} (val {position.best_val:.3f})"
-        self.checkpoint(phase, position, optimizer).save(self.run_dir / "last.pt")
+        if self.world.is_writer:
+            self.checkpoint(phase, position, optimizer, rng).save(self.run_dir / "last.pt")
+
+    def write_val(self, phase: Phase, position: Position, report: dict[str, Any]) -> None:
+        self.log.write(
+            {
+                "kind": "val",
+                "phase": phase.name,
+                "episode": position.step,
+                "val_overall": report["overall"],
+                "val_majority": report["majority"],
+                "val_minority": report["minority"],
+                "seconds": round(time.perf_counter() - self.start_time, 3),
+            }
+        )
+
+    def modules(self) -> list[torch.nn.Module]:
+        """What a checkpoint holds: the embedding net and what else the method trains."""
+        return [self.method.model, *self.method.modules().values()]
 
     def checkpoint(
-        self, phase: Phase | None, position: Position, optimizer: torch.optim.Optimizer | None
+        self,
+        phase: Phase | None,
+        position: Position,
+        optimizer: torch.optim.Optimizer | None,
+        rng: dict[str, torch.Tensor] | None = None,
     ) -> Checkpoint:
-        """The checkpoint of the current weights at ``position`` (``phase`` None: before any step)."""
+        """The checkpoint of the current weights at ``position`` (``phase`` None: before any step);
+        ``rng``: the generator states of every rank (:func:`ranks_rng`), default this process's."""
         units = [p.unit for p in self.method.phases]
         return Checkpoint(
             backbone=str(self.config.backbone),
@@ -335,7 +389,7 @@ class Engine:
             phase_index=position.phase_index,
             unit=phase.unit if phase is not None else (units or ["episode"])[0],
             step=position.step,
-            rng=self.method.rng_state(),
+            rng=self.method.rng_state() if rng is None else rng,
             rng_device=self.device.type,
             best_val=position.best_val,
             elapsed=position.elapsed,
@@ -348,7 +402,7 @@ class Engine:
         index = checkpoint.phase_index
         if not (0 <= index < len(phases) and phases[index].name == checkpoint.phase):
             raise CheckpointError(f"{where}: phase {checkpoint.phase!r} is not a phase of this run's method")
-        if checkpoint.step > phases[index].steps:
+        if checkpoint.step > phase_end(phases[index], self.world.stride(phases[index].unit)):
             raise CheckpointError(
                 f"{where}: step {checkpoint.step} is past the end of phase {checkpoint.phase}"
             )
@@ -365,7 +419,7 @@ class Engine:
     def load_rng(self, checkpoint: Checkpoint) -> None:
         """The generators of ``checkpoint``; written on another device type: re-seeded (one line)."""
         if checkpoint.rng_device == self.device.type:
-            self.method.load_rng_state(checkpoint.rng)
+            self.method.load_rng_state(checkpoint.rank_rng(self.world.rank))
             return
         where, now = self.run_dir / "last.pt", self.device.type
         reseed = getattr(self.method, "reseed_device_rng", None)
@@ -374,7 +428,7 @@ class Engine:
                 f"{where}: written on {checkpoint.rng_device}, this run's method cannot resume on {now}; "
                 f"resume with --device {checkpoint.rng_device}"
             )
-        reseed(checkpoint.rng, checkpoint.phase_index, checkpoint.step)
+        reseed(checkpoint.rank_rng(self.world.rank), checkpoint.phase_index, checkpoint.step)
         self.warn(
             f"{where} was written on {checkpoint.rng_device}, resuming on {now}: the {now} generator is "
             f"re-seeded from (seed, phase, step) (deterministic, but not the draws {checkpoint.rng_device} "

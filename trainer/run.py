@@ -5,9 +5,11 @@ tools."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from rfmml.trainer.checkpoint import Checkpoint, CheckpointError
 from rfmml.trainer.config import FROZEN_METHOD, TrainConfig, read_config, resolve_defaults, validate
 from rfmml.trainer.data import conversion_message, default_cache_dir, load_part
 from rfmml.trainer.device import cudnn_benchmark, resolve_device, use_deterministic_algorithms
+from rfmml.trainer.distributed import DIGEST_ENV, World, joined, rank_device, state_digest, world_from_env
 from rfmml.trainer.engine import Engine, Method, TrainData, TrainSetup
 from rfmml.trainer.errors import InputError
 from rfmml.trainer.evaluate import evaluate_heads, summary_table
@@ -132,32 +135,67 @@ def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str],
 
     The run folder is locked for the whole run (a second rfmml-train there gets an InputError).
     torch's CPU thread count is set to ``config.threads`` (when > 0) for the run and restored after.
+    Under torchrun (rfmml.trainer.distributed) every rank trains; rank 0 alone locks and writes the
+    folder, prints and evaluates; the other ranks return {}.
     """
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
+    world = world_from_env()
     try:
         shrunk: list[str] = []
         if not resume:
             validate(config)
             config, shrunk = resolve_defaults(config)
             validate(config)
-        with RunFolder(config.out, say):
-            return _run_locked(config, resume, shrunk, say)
+        if not world.is_writer:  # one voice: rank 0's
+            config, say = config.replace(progress=False), _silent
+        if config.deterministic:  # before the first CUDA call: cuBLAS reads its workspace setting at init
+            use_deterministic_algorithms(_warn)
+        device = rank_device(resolve_device(config.device), world)
+        with joined(world, device) as world:
+            return _run(config, resume, shrunk, say, world, device)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Callable[[str], None]) -> dict:
-    """The run, with the folder locked: data, method, training (the engine), evaluation."""
+def _run(
+    config: TrainConfig,
+    resume: bool,
+    shrunk: list[str],
+    say: Callable[[str], None],
+    world: World,
+    device: torch.device,
+) -> dict:
+    """Lock the folder (rank 0), set up, train (the engine), evaluate (rank 0)."""
+    with ExitStack() as folder:
+        with world.all_or_none():  # a rank that fails to set up stops them all
+            if world.is_writer:
+                folder.enter_context(RunFolder(config.out, say))
+            method, checkpoint, parts, split = _prepare(config, resume, shrunk, say, world, device)
+        Engine(method, config, Path(config.out), device, _warn, world).run(checkpoint)
+        if os.environ.get(DIGEST_ENV):
+            modules = [method.model, *method.modules().values()]
+            _warn(f"rank {world.rank} of {world.size}: trained state sha256 {state_digest(modules)}")
+        if not world.is_writer:
+            return {}
+        return _evaluate(method, parts, split, config, device, say)
+
+
+def _prepare(
+    config: TrainConfig,
+    resume: bool,
+    shrunk: list[str],
+    say: Callable[[str], None],
+    world: World,
+    device: torch.device,
+) -> tuple[Method, Checkpoint | None, dict[str, tuple[torch.Tensor, torch.Tensor]], Split]:
+    """Split, model, data and method of the run (the folder locked); a new run's fixed files."""
     run_dir = Path(config.out)
     if resume:
-        checkpoint, split = _resume_point(run_dir, config)
+        checkpoint, split = _resume_point(run_dir, config, world)
     else:
-        checkpoint, split = None, _new_run_split(run_dir, config, shrunk, say)
-    if config.deterministic:  # before the first CUDA call: cuBLAS reads its workspace setting at init
-        use_deterministic_algorithms(_warn)
-    device = resolve_device(config.device)
+        checkpoint, split = None, _new_run_split(run_dir, config, shrunk, say, world)
     if config.threads and config.tune != "head":
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)  # the initial weights of a from-scratch backbone (and a linear layer)
@@ -165,37 +203,47 @@ def _run_locked(config: TrainConfig, resume: bool, shrunk: list[str], say: Calla
     if checkpoint is None:
         say(weights_note(config))
     parts = _load_parts(split, config, say)
-    setup = _setup(config, split, model, parts, device, say)
+    setup = _setup(config, split, model, parts, device, say, world)
     if config.threads:  # on cached features: after the extraction, which uses every core
         torch.set_num_threads(config.threads)
     parts = setup.parts  # on cached features: the feature parts, which evaluation embeds
     method = build_method(setup)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cudnn_benchmark(method, bool(config.deterministic))
-    if checkpoint is None:  # written once the data has decoded: bad input leaves no half-made run
+    if checkpoint is None and world.is_writer:  # once the data has decoded: bad input leaves no half-made run
         _start_run_files(run_dir, split, config)
-    else:
+    elif checkpoint is not None:
         say(f"resuming {run_dir} at {checkpoint.phase} {checkpoint.unit} {checkpoint.step}")
+    if world.size > 1:
+        say(f"torchrun: {world.size} processes, gradients averaged; episode budgets are global")
     say(method.describe())
-    Engine(method, config, run_dir, device, _warn).run(checkpoint)
-    return _evaluate(method, parts, split, config, device, say)
+    return method, checkpoint, parts, split
 
 
-def _resume_point(run_dir: Path, config: TrainConfig) -> tuple[Checkpoint, Split]:
-    """last.pt and split.json of the run to resume (read before decoding: a bad one fails fast)."""
+def _resume_point(run_dir: Path, config: TrainConfig, world: World) -> tuple[Checkpoint, Split]:
+    """last.pt and split.json of the run to resume (read before decoding: a bad one fails fast). Under
+    torchrun every rank reads them (on several nodes: a folder they all see)."""
     if not (run_dir / "last.pt").exists():
         raise InputError(
             f"{run_dir} has no last.pt to resume from (stopped before its first checkpoint); "
             f"start it again with --out {run_dir}"
         )
-    return Checkpoint.load(run_dir / "last.pt", config.backbone), Split.load(run_dir / "split.json")
+    checkpoint = Checkpoint.load(run_dir / "last.pt", config.backbone)
+    if checkpoint.world_size != world.size:
+        trained = checkpoint.world_size
+        how = "a single process" if trained == 1 else f"torchrun with {trained} processes in all"
+        raise InputError(
+            f"{run_dir} was trained by {trained} process(es), this resume has {world.size}; resume it "
+            f"with {how} (another count draws other episodes)"
+        )
+    return checkpoint, Split.load(run_dir / "split.json")
 
 
 def _new_run_split(
-    run_dir: Path, config: TrainConfig, shrunk: list[str], say: Callable[[str], None]
+    run_dir: Path, config: TrainConfig, shrunk: list[str], say: Callable[[str], None], world: World
 ) -> Split:
-    """The split of a new run in ``run_dir`` (which must not hold a run yet)."""
-    if (run_dir / "last.pt").exists():
+    """The split of a new run in ``run_dir`` (which must not hold a run yet; rank 0 checks)."""
+    if world.is_writer and (run_dir / "last.pt").exists():
         raise InputError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
     if shrunk:
         say(
@@ -211,6 +259,10 @@ def _warn(message: str) -> None:
     print(f"rfmml-train: warning: {message}", file=sys.stderr)
 
 
+def _silent(message: str) -> None:
+    """The ``say`` of torchrun's ranks other than 0 (rank 0 reports the run)."""
+
+
 def _setup(
     config: TrainConfig,
     split: Split,
@@ -218,6 +270,7 @@ def _setup(
     parts: dict[str, tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     say: Callable[[str], None],
+    world: World,
 ) -> TrainSetup:
     """The model and the training/validation tensors on ``device``. With a frozen backbone
     (``--tune head``, ``--method frozen``) the tensors are its cached features and the model is the
@@ -243,7 +296,7 @@ def _setup(
         split.majority,
         train_views,
     )
-    return TrainSetup(config, split, trained, data, device, parts)
+    return TrainSetup(config, split, trained, data, device, parts, world)
 
 
 def _start_run_files(run_dir: Path, split: Split, config: TrainConfig) -> None:

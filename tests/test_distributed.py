@@ -1,0 +1,257 @@
+"""rfmml-train under torchrun (issue 13): 2 gloo processes on localhost, spawned with torch's launcher,
+on a tiny real EuroSAT subset (conv4 at 16 px): the same weights on both ranks, each log line written
+once, a kill then --resume equal to the uninterrupted run, another process count refused, a dead
+rank ends the job; and the gradient average equals DDP's."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from rfmml.trainer.checkpoint import Checkpoint, ranks_rng
+from rfmml.trainer.cli import main
+from rfmml.trainer.distributed import SINGLE, World, world_from_env
+
+TRAIN_SCRIPT = Path(sys.executable).parent / "rfmml-train"
+SUBSET = [
+    "--backbone", "conv4", "--no-pretrained", "--tune", "all", "--image-size", "16",
+    "--train-per-class", "20", "--val-per-class", "5", "--test-per-class", "10",
+    "--minority-classes", "3", "--minority-shots", "4", "--ret-episodes", "60", "--acf-episodes", "10",
+    "--ret-lr", "1e-3", "--acf-lr", "2e-4", "--val-every", "10", "--log-every", "2", "--svm-c", "1",
+    "--no-progress",
+]  # fmt: skip
+DIGEST = re.compile(r"rank (\d) of 2: trained state sha256 ([0-9a-f]{64})")
+
+
+@dataclass
+class Job:
+    """A launcher (torch.distributed.run) started in its own session, its output in ``log``."""
+
+    process: subprocess.Popen
+    log: Path
+
+    def finish(self, timeout: float = 150) -> tuple[int, str]:
+        """Wait for the launcher, kill whatever is left of its session; (exit code, output)."""
+        try:
+            code = self.process.wait(timeout)
+        finally:
+            for pid in [self.process.pid, *self.workers()]:
+                with suppress(ProcessLookupError):  # ended meanwhile
+                    os.kill(pid, signal.SIGKILL)
+        return code, self.log.read_text()
+
+    def workers(self) -> list[int]:
+        """The launcher's live (not zombie) descendants: its workers (torchrun puts each in a session
+        of its own)."""
+        parents: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with suppress(OSError):  # ended meanwhile
+                    state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+                    if state != "Z":
+                        parents[int(entry.name)] = int(ppid)
+        found, frontier = [], [self.process.pid]
+        while frontier:
+            children = [pid for pid, ppid in parents.items() if ppid in frontier]
+            found += children
+            frontier = children
+        return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(args: list[str], log: Path, script: Path = TRAIN_SCRIPT) -> Job:
+    """``python -m torch.distributed.run --nproc-per-node 2 SCRIPT ARGS`` on localhost."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    command += ["--master-port", str(free_port()), str(script), *args]
+    env = {**os.environ, "RFMML_DDP_DIGEST": "1", "RFMML_DDP_TIMEOUT": "60"}
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    return Job(process, log)
+
+
+def wait_for(path: Path, job: Job, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert job.process.poll() is None, job.log.read_text()[-2000:]
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.02)
+
+
+def metrics(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory, eurosat_root: Path) -> tuple[Path, str]:
+    """An uninterrupted 2-process run: (its folder, the launcher's output)."""
+    base = tmp_path_factory.mktemp("ddp")
+    out = base / "full"
+    flags = ["--data", str(eurosat_root), *SUBSET, "--cache-dir", str(base / "cache")]
+    code, output = launch([*flags, "--out", str(out)], base / "full.log").finish()
+    assert code == 0, output[-3000:]
+    return out, output
+
+
+def test_two_ranks_end_with_the_same_weights_and_log_once(full_run: tuple[Path, str]) -> None:
+    run, output = full_run
+    digests = dict(DIGEST.findall(output))
+    assert sorted(digests) == ["0", "1"] and digests["0"] == digests["1"]
+    rows = metrics(run)
+    episodes = [(r["phase"], r["episode"]) for r in rows if r["kind"] == "episode"]
+    vals = [(r["phase"], r["episode"]) for r in rows if r["kind"] == "val"]
+    # 2 episodes per optimizer step: the global count goes 2, 4, ...; a record every 2, a validation
+    # at the step that reaches each multiple of 10 (and at the phase's end)
+    assert episodes == [("ret", e) for e in range(2, 61, 2)] + [("acf", e) for e in range(2, 11, 2)]
+    assert vals == [("ret", e) for e in (10, 20, 30, 40, 50, 60)] + [("acf", 10)]
+    assert output.count("test accuracy") == 1  # rank 0 alone evaluates and prints
+    last = Checkpoint.load(run / "last.pt")
+    assert (last.world_size, last.phase, last.step) == (2, "acf", 10)
+    assert set(last.rank_rng(1)) == set(last.rank_rng(0)) == {"shape_gen", "gen"}
+    eval_json = json.loads((run / "eval.json").read_text())
+    assert eval_json["checkpoint"]["file"] == "best.pt" and 0.0 <= eval_json["proto"]["overall"] <= 1.0
+
+
+def test_resume_after_killing_the_launcher_equals_the_full_run(
+    full_run: tuple[Path, str], tmp_path: Path, eurosat_root: Path
+) -> None:
+    full, _ = full_run
+    out = tmp_path / "run"
+    flags = ["--data", str(eurosat_root), *SUBSET, "--cache-dir", str(full.parent / "cache")]
+    job = launch([*flags, "--out", str(out)], tmp_path / "killed.log")
+    wait_for(out / "last.pt", job)
+    job.process.send_signal(signal.SIGTERM)  # torchrun stops its workers
+    code, output = job.finish(60)
+    assert code != 0 and not (out / "eval.json").exists(), output[-2000:]
+    stopped = Checkpoint.load(out / "last.pt")
+    assert (stopped.phase, stopped.step) != ("acf", 10)  # stopped before the end
+    code, output = launch(["--resume", str(out), "--no-progress"], tmp_path / "resumed.log").finish()
+    assert code == 0, output[-3000:]
+    assert f"resuming {out} at" in output
+    assert metrics(out) == metrics(full)
+    assert json.loads((out / "eval.json").read_text()) == json.loads((full / "eval.json").read_text())
+
+
+def test_resume_with_another_process_count_is_refused(
+    full_run: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(full_run[0], run)
+    before = (run / "metrics.jsonl").read_bytes()
+    assert main(["--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "trained by 2 process(es), this resume has 1" in err
+    assert "torchrun with 2 processes" in err
+    assert (run / "metrics.jsonl").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_dead_rank_ends_the_job(tmp_path: Path, eurosat_root: Path) -> None:
+    out = tmp_path / "run"
+    flags = ["--data", str(eurosat_root), *SUBSET, "--cache-dir", str(tmp_path / "cache")]
+    job = launch([*flags, "--out", str(out)], tmp_path / "crash.log")
+    wait_for(out / "last.pt", job)
+    workers = job.workers()
+    assert len(workers) == 2
+    started = time.monotonic()
+    os.kill(max(workers), signal.SIGKILL)  # one rank dies in mid-training
+    code, output = job.finish(90)
+    assert code != 0 and time.monotonic() - started < 60, output[-2000:]
+    assert not (out / "eval.json").exists()
+
+
+DDP_CHECK = """
+import sys
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from rfmml.trainer.distributed import joined, world_from_env
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(5, 3)
+        self.b = torch.nn.Linear(5, 3)   # used on rank 0 only
+        self.c = torch.nn.Linear(5, 3)   # used on no rank
+
+    def forward(self, x, rank):
+        y = self.a(x)
+        return y + self.b(x) if rank == 0 else y
+
+
+with joined(world_from_env(), torch.device("cpu")) as world:
+    torch.manual_seed(0)
+    ours = Net()
+    theirs = Net()
+    theirs.load_state_dict(ours.state_dict())
+    ddp = DistributedDataParallel(theirs, find_unused_parameters=True)
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(10 + world.rank))
+    ours(x, world.rank).square().sum().backward()
+    world.average_gradients(list(ours.parameters()))
+    ddp(x, world.rank).square().sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        same = (p.grad is None and q.grad is None) or (
+            p.grad is not None and q.grad is not None and torch.allclose(p.grad, q.grad, atol=1e-6)
+        )
+        print(f"rank {world.rank} {name} {'same' if same else 'DIFFERS'} "
+              f"{'none' if p.grad is None else float(p.grad.abs().sum())}")
+"""
+
+
+def test_gradient_average_equals_ddp(tmp_path: Path) -> None:
+    script = tmp_path / "ddp_check.py"
+    script.write_text(DDP_CHECK)
+    code, output = launch([], tmp_path / "ddp.log", script).finish()
+    assert code == 0, output[-3000:]
+    lines = re.findall(r"rank (\d) (\S+) (same|DIFFERS) (\S+)", output)
+    assert len(lines) == 12 and all(verdict == "same" for _, _, verdict, _ in lines), lines
+    unused = {(rank, value) for rank, name, _, value in lines if name.startswith("c.")}
+    assert unused == {("0", "none"), ("1", "none")}  # no gradient on any rank: none after the average
+    used_on_one = [float(value) for _, name, _, value in lines if name.startswith("b.")]
+    assert len(used_on_one) == 4 and min(used_on_one) > 0  # counted as zero on rank 1, then averaged
+
+
+def test_world_from_the_environment_and_the_rank_seed() -> None:
+    assert world_from_env({}) is SINGLE
+    assert world_from_env({"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0"}) is SINGLE
+    world = world_from_env({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"})
+    assert (world.rank, world.size, world.local_rank, world.is_writer) == (3, 4, 1, False)
+    assert (SINGLE.rank_seed(7), world.rank_seed(7)) == (7, 3007)
+    assert (world.stride("episode"), world.stride("epoch")) == (4, 1)
+    with pytest.raises(ValueError, match="launch with torchrun"):
+        world_from_env({"WORLD_SIZE": "2", "RANK": "2"})
+    # an epoch of 10 indices over 4 ranks: padded to 12 by its start, every 4th from the rank
+    order = torch.arange(10) * 10
+    shards = [World(r, 4).shard(order) for r in range(4)]
+    assert [s.tolist() for s in shards] == [[0, 40, 80], [10, 50, 90], [20, 60, 0], [30, 70, 10]]
+
+
+def test_ranks_generators_in_one_checkpoint_dict() -> None:
+    states = [{"gen": torch.tensor([r], dtype=torch.uint8)} for r in range(3)]
+    rng = ranks_rng(states)
+    assert sorted(rng) == ["gen", "rank1/gen", "rank2/gen"]
+    checkpoint = Checkpoint("conv4", {}, {}, "ret", 0, "episode", 2, rng)
+    assert checkpoint.world_size == 3
+    assert [int(checkpoint.rank_rng(r)["gen"]) for r in range(3)] == [0, 1, 2]
+    assert Checkpoint("conv4", {}, {}, "ret", 0, "episode", 2, ranks_rng(states[:1])).world_size == 1
