@@ -154,8 +154,8 @@ def classify_scenes(
     Raises ArtifactError / InputError / OutputError (one line) before any scene starts; a scene that
     fails later is an outcome with its reason, and the others go on.
     """
-    job = make_job(model, out_dir, head=head, head_file=head_file, **settings)
     scenes = check_scenes(paths)
+    job = make_job(model, out_dir, head=head, head_file=head_file, **settings)
     start = time.perf_counter()
     if client is not None:
         from rfmml.runtime.dask_scenes import run_on_cluster, where

@@ -113,13 +113,9 @@ def test_rerun_via_main_skips_finished_scenes_and_redoes_incomplete_ones(runs, c
     assert (out / "scene2_classmap.csv").read_bytes() == (
         folder / "serial" / "scene2_classmap.csv"
     ).read_bytes()
-    assert sum(worker_loads(client)) == 2  # still one load per worker: the session was reused
-
-
-def worker_loads(client) -> list[int]:
     from rfmml.runtime.dask_scenes import worker_session_loads
 
-    return list(worker_session_loads(client).values())
+    assert max(worker_session_loads(client).values()) == 1  # a second run reused each worker's session
 
 
 def test_unreachable_scheduler_is_one_line(runs, tmp_path, capsys, monkeypatch):
