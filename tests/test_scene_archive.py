@@ -184,3 +184,28 @@ def test_serial_multi_scene_run_imports_no_dask(archive, tmp_path):
     probe = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
     assert probe.returncode == EXIT_OK, probe.stderr
     assert "3 classified" in probe.stdout
+
+
+def test_a_bug_on_one_scene_fails_that_scene_only_unless_debugging(archive, tmp_path, monkeypatch):
+    from rfmml.runtime.classifier import Classifier
+
+    real = Classifier.classify_scene
+
+    def flaky(self, path, **options):
+        if path.name == "scene1.tif":
+            raise RuntimeError("boom\nsecond line")
+        return real(self, path, **options)
+
+    monkeypatch.setattr(Classifier, "classify_scene", flaky)
+    summary = classify_scenes(archive.scenes, model=archive.model, out_dir=tmp_path / "m", providers="cpu")
+    assert [o.status for o in summary.outcomes] == [
+        "ok",
+        "failed",
+        "ok",
+    ] and summary.exit_code == EXIT_PARTIAL
+    assert summary.failed[0].reason == (
+        "internal error: RuntimeError: boom; second line (RFMML_DEBUG=1 for the traceback)"
+    )
+    monkeypatch.setenv("RFMML_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        classify_scenes(archive.scenes, model=archive.model, out_dir=tmp_path / "d", providers="cpu")
