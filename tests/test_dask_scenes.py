@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -128,3 +129,46 @@ def test_unreachable_scheduler_is_one_line(runs, tmp_path, capsys, monkeypatch):
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == EXIT_USER and len(err) == 1, err
     assert err[0].startswith("rfmml-infer: error: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'")
+
+
+class CrashOn(distributed.WorkerPlugin):
+    """Make a worker process exit at once when it starts classifying a scene called ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def setup(self, worker) -> None:
+        from rfmml.runtime.classifier import Classifier
+
+        real, name = Classifier.classify_scene, self.name
+
+        def crashing(clf, path, **options):
+            if path.name == name:
+                os._exit(1)
+            return real(clf, path, **options)
+
+        Classifier.classify_scene = crashing
+
+
+def test_a_worker_that_dies_fails_its_scene_and_the_others_finish(tmp_path):
+    import cloudpickle
+    import dask
+
+    archive = make_archive(tmp_path / "in")
+    crash = shutil.copy(archive.scenes[0], tmp_path / "in" / "crash.tif")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
+    settings = {"providers": "cpu", "model": archive.model, "out_dir": tmp_path / "out"}
+    one_worker = {"n_workers": 1, "processes": True, "threads_per_worker": 1, "dashboard_address": None}
+    # Dask retries a task whose worker died (on the restarted worker process) up to allowed-failures
+    # times; worker-saturation 1.0 sends a worker one task at a time, so the crash takes no queued
+    # scene down with it (with Dask's default, 1.1, a 1-thread worker holds two).
+    config = {"distributed.scheduler.allowed-failures": 1, "distributed.scheduler.worker-saturation": 1.0}
+    with dask.config.set(config):
+        with distributed.LocalCluster(**one_worker, silence_logs=logging.CRITICAL) as local:
+            with distributed.Client(local) as client:
+                client.register_plugin(CrashOn("crash.tif"))  # every worker process, restarted ones too
+                summary = classify_scenes([crash, *archive.scenes], client=client, **settings)
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert [o.status for o in summary.outcomes] == ["failed", "ok", "ok", "ok"]
+    assert summary.failed[0].reason.startswith("task failed on the cluster: KilledWorker")
+    assert summary.exit_code == EXIT_PARTIAL
