@@ -156,19 +156,23 @@ def test_a_worker_that_dies_fails_its_scene_and_the_others_finish(tmp_path):
 
     archive = make_archive(tmp_path / "in")
     crash = shutil.copy(archive.scenes[0], tmp_path / "in" / "crash.tif")
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
     settings = {"providers": "cpu", "model": archive.model, "out_dir": tmp_path / "out"}
     one_worker = {"n_workers": 1, "processes": True, "threads_per_worker": 1, "dashboard_address": None}
     # Dask retries a task whose worker died (on the restarted worker process) up to allowed-failures
     # times; worker-saturation 1.0 sends a worker one task at a time, so the crash takes no queued
     # scene down with it (with Dask's default, 1.1, a 1-thread worker holds two).
     config = {"distributed.scheduler.allowed-failures": 1, "distributed.scheduler.worker-saturation": 1.0}
-    with dask.config.set(config):
-        with distributed.LocalCluster(**one_worker, silence_logs=logging.CRITICAL) as local:
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
+    try:
+        with (
+            dask.config.set(config),
+            distributed.LocalCluster(**one_worker, silence_logs=logging.CRITICAL) as local,
+        ):
             with distributed.Client(local) as client:
                 client.register_plugin(CrashOn("crash.tif"))  # every worker process, restarted ones too
                 summary = classify_scenes([crash, *archive.scenes], client=client, **settings)
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert [o.status for o in summary.outcomes] == ["failed", "ok", "ok", "ok"]
     assert summary.failed[0].reason.startswith("task failed on the cluster: KilledWorker")
     assert summary.exit_code == EXIT_PARTIAL
