@@ -145,12 +145,12 @@ def process_scene(scene: Path, job: ArchiveJob) -> SceneOutcome:
     RFMML_DEBUG=1). Runs in the calling process: the serial loop, or a Dask worker."""
     start = time.perf_counter()
     scene = Path(scene)
-    record = complete_record(scene, job.out_dir, job.made_by())
-    if record is not None:
-        class_map = job.out_dir / record["class_map"]
-        return SceneOutcome(scene, SKIPPED, tiles=int(record.get("tiles", 0)), class_map=class_map,
-                            seconds=time.perf_counter() - start, pid=os.getpid())  # fmt: skip
     try:
+        record = complete_record(scene, job.out_dir, job.made_by())
+        if record is not None:
+            return SceneOutcome(scene, SKIPPED, tiles=record["tiles"], pid=os.getpid(),
+                                class_map=job.out_dir / record["class_map"],
+                                seconds=time.perf_counter() - start)  # fmt: skip
         tiles, class_map, loads = _classify_and_write(job, scene)
     except OSError as error:  # unreadable scene, unwritable or full output folder
         return _failed(scene, os_error_message(error), start)

@@ -86,6 +86,7 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
     ok = isinstance(record, dict) and record.get("format") == RECORD_FORMAT
     ok = ok and record.get("version") == RECORD_VERSION and isinstance(record.get("class_map"), str)
+    ok = ok and isinstance(record.get("tiles"), int)
     return record if ok else None
 
 
