@@ -196,7 +196,7 @@ def head_arrays(head: Head) -> dict[str, np.ndarray]:
     if head.proto_centre is not None:
         arrays["proto_centre"] = np.asarray(head.proto_centre, dtype=np.float32)
     if head.proto_tau:
-        arrays["proto_tau"] = np.array(head.proto_tau, dtype=np.float32)
+        arrays["proto_tau"] = np.array(head.proto_tau, dtype=np.float64)
     if head.enrolments:
         arrays.update(_enrolment_arrays(head.enrolments))
     headers = {key: NpyHeader(a.shape, a.dtype, a.nbytes) for key, a in arrays.items()}

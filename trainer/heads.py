@@ -134,7 +134,7 @@ def fit_head(
         svm_intercept=intercept,
         svm_l2_normalize=True if svm is None else bool(svm.l2_normalize),
         proto_centre=None if centre is None else np.asarray(centre, dtype=np.float32),
-        proto_tau=float(np.float32(tau)),
+        proto_tau=float(tau),
     )
 
 

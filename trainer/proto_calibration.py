@@ -32,7 +32,7 @@ DEFAULT_TAU = 0.0  # without validation images nothing can choose tau: no correc
 
 @dataclass(frozen=True)
 class ProtoCalibration:
-    """The calibrated head's settings: ``centre`` float32 [D], ``tau`` (as stored: float32-exact) and
+    """The calibrated head's settings: ``centre`` float32 [D], ``tau`` and
     the validation balanced accuracy of every tau tried (empty without validation images)."""
 
     centre: np.ndarray
@@ -50,13 +50,12 @@ def choose_tau(
 ) -> tuple[float, dict[float, float]]:
     """(tau, {tau: balanced accuracy}) on validation: ``logits`` [B, C] uncorrected Proto scores,
     ``labels`` int [B]. Balanced (mean per-class) accuracy, because the test split holds the same
-    number of images per class; the smallest tau wins a tie (0 = no correction). Each tau is rounded
-    to float32 first: the value the head file stores and the runtime applies."""
+    number of images per class; the smallest tau wins a tie (0 = no correction)."""
     labels = np.asarray(labels)
     present = np.unique(labels)
     scores = {}
     for tau in grid:
-        tau = float(np.float32(tau))
+        tau = float(tau)
         pred = (logits - tau * np.asarray(log_pi)[None, :]).argmax(1)
         scores[tau] = float(np.mean([(pred[labels == c] == c).mean() for c in present]))
     best = max(scores, key=lambda t: (scores[t], -t))
