@@ -144,9 +144,13 @@ RUNNER = (
 )
 
 
-def end_to_end(model: Path, scene: Path, out: Path, batch: int, threads: int) -> dict:
+def end_to_end(
+    model: Path, scene: Path, out: Path, batch: int, threads: int, extra: tuple[str, ...] = ()
+) -> dict:
+    """``rfmml-infer`` on ``scene`` in a subprocess (``extra``: more options, e.g. --stride) -> its
+    classification tiles/s, the command's wall time and its peak RSS."""
     argv = ["--model", str(model), str(scene), "--out", str(out / "classmap.tif"), "--batch", str(batch)]
-    argv += ["--providers", "cpu", "--quiet"] + (["--threads", str(threads)] if threads else [])
+    argv += ["--providers", "cpu", "--quiet"] + (["--threads", str(threads)] if threads else []) + list(extra)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", RUNNER, *argv], capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -168,6 +172,9 @@ def main() -> int:
     parser.add_argument("--tile", type=int, default=64, help="input size of the built model")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
+    parser.add_argument("--stride", type=int, default=0, help="rfmml-infer --stride (0: the tile side)")
+    parser.add_argument("--bands", default=None, help="rfmml-infer --bands (e.g. 1,2,3 for a 4-band NAIP)")
+    parser.add_argument("--ceiling-seconds", type=float, default=20.0, help="length of each ceiling run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "scene_tiling")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -179,10 +186,13 @@ def main() -> int:
     print(f"scene {scene} ({scene.stat().st_size / 2**20:.0f} MiB on disk, {time.perf_counter() - t0:.1f} s)")
     load_before = os.getloadavg()[0]
     # the ceiling is measured before and after the end-to-end run (shared machines drift)
-    top_before = ceiling(model, args.batch, args.threads, 10**9)
-    e2e = end_to_end(model, scene, args.out, args.batch, args.threads)
+    extra = (("--stride", str(args.stride)) if args.stride else ()) + (
+        ("--bands", args.bands) if args.bands else ()
+    )
+    top_before = ceiling(model, args.batch, args.threads, 10**9, args.ceiling_seconds)
+    e2e = end_to_end(model, scene, args.out, args.batch, args.threads, extra)
     print(e2e.pop("stdout"))
-    top_after = ceiling(model, args.batch, args.threads, 10**9)
+    top_after = ceiling(model, args.batch, args.threads, 10**9, args.ceiling_seconds)
     top = {
         "before": top_before,
         "after": top_after,
@@ -195,8 +205,10 @@ def main() -> int:
         "load_average_1min": [load_before, os.getloadavg()[0]],
         "scene": str(scene),
         "size": args.size,
+        "model": str(model),
         "batch": args.batch,
         "threads": args.threads,
+        "rfmml_infer_options": list(extra),
         "end_to_end": e2e,
         "ceiling": top,
         "ratio": e2e["tiles_per_s"] / top["tiles_per_s"],

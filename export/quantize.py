@@ -1,13 +1,17 @@
 """Reduced-precision variants of an exported float model: int8 (static QDQ) and fp16.
 
-int8: ``onnxruntime.quantization.quantize_static``, QDQ format, per-channel int8 weights (7-bit
-range, see ``quantize_int8``), uint8 activations, MinMax calibration on training images. The
-pre-processing at the head of the graph (the uint8 input, its transpose, the cast and the
-normalising Mul/Add) is excluded from quantization: left alone, the quantizer rounds the
-normalisation constants to 8 bits and adds a quantize/dequantize pair on the cast image and after
-each of Mul and Add. Measured on three conv4 EuroSAT runs (400 test images): excluded, max relative
-difference to fp32 0.027-0.032 and svm agreement 95.25-96.75 %; quantized, 0.029-0.033 and
-95.0-95.75 %. So the first tensor that is quantized is the normalised image, at the first Conv.
+int8: ``onnxruntime.quantization.quantize_static``, QDQ format, per-channel int8 weights, uint8
+activations, MinMax calibration on training images. One rule says which nodes stay float and why
+(:func:`float_nodes`): the pre-processing (uint8 -> normalised float; quantized, the normalisation
+constants would be rounded to 8 bits), the first Conv (it reads the image: 3 input channels, a small
+share of the work) and the first depthwise convolution (it reads the stem's full-resolution output;
+the most sensitive layer of MobileNet-type nets). Weights are 7-bit (``reduce_range``: no int16
+saturation on CPUs without VNNI) except in the quantized depthwise convolutions, which get all 8 bits
+(onnxruntime's depthwise kernels widen to int16 and accumulate in int32: they cannot saturate).
+Every float Conv/Gemm is guarded against onnxruntime re-quantizing it (:func:`_keep_float`).
+Measured on a trained efficientnet_lite0 (BENCHMARKS.md, "int8 on a trained efficientnet_lite0"):
+keeping all depthwise convolutions float, other calibration methods, more calibration images and
+symmetric activations bought nothing or cost speed.
 
 fp16: the same torch model cast to float16 and exported again (``onnx_export.half_precision``): the
 input stays uint8 and the output float32, so the contract and the runtime are unchanged. It is meant
@@ -18,12 +22,15 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rfmml.export.onnx_export import check_onnx
 from rfmml.runtime.artifact import INPUT_NAME
+
+CALIBRATIONS = ("minmax", "percentile", "entropy")
 
 # The first ops that do real work on the normalised image; pre-processing stops here.
 _COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
@@ -58,18 +65,68 @@ def preprocessing_nodes(model_proto, include_first_compute: bool = False) -> lis
     return excluded
 
 
-def first_depthwise_conv(model_proto) -> list[str]:
-    """The name of the first depthwise convolution (a Conv whose ``group`` > 1), or none.
-
-    In EfficientNet-Lite / MobileNet-style networks it reads the stem's full-resolution output with
-    3x3 weights per channel, and 7-bit int8 weights there cost the most: measured on a trained
-    efficientnet_lite0 (--tune head, EuroSAT-LT, 1000 validation images), keeping it in float lifted
-    int8 top-1 agreement with fp32 from 90.2 to 92.4 % (proto) and the min cosine from 0.57 to 0.78.
-    """
+def depthwise_convs(model_proto) -> list[str]:
+    """Names of the depthwise convolutions: Conv nodes whose ``group`` equals their input channels
+    (weights [C, 1, kH, kW] with group C > 1), in graph order."""
+    weights = {init.name: tuple(init.dims) for init in model_proto.graph.initializer}
+    names = []
     for node in model_proto.graph.node:
-        if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute):
-            return [node.name]
-    return []
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        shape = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if group > 1 and shape is not None and len(shape) == 4 and shape[0] == group and shape[1] == 1:
+            names.append(node.name)
+    return names
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """How ``quantize_int8`` quantizes; the defaults are ``rfmml-export --int8``'s (BENCHMARKS.md,
+    "int8 on a trained efficientnet_lite0", has the measurements behind each)."""
+
+    calibration: str = "minmax"  # one of CALIBRATIONS (onnxruntime's calibrators)
+    reduce_range: bool = True  # 7-bit weights (see quantize_int8)
+    full_range_depthwise: bool = True  # ... except in depthwise convolutions: 8 bits (cannot saturate)
+    per_channel: bool = True
+    symmetric_activations: bool = False  # int8 activations around 0 instead of uint8 min..max
+    float_first_conv: bool = True  # the Conv that reads the normalised image
+    float_depthwise: str = "first"  # "first" | "all" | "none": which depthwise convolutions stay float
+    float_nodes: tuple[str, ...] = ()  # further node names kept float (e.g. from a sensitivity scan)
+    # Clip/Relu stay explicit nodes instead of being folded into the quantization range, so that an
+    # optimizer removing a Q/DQ pair cannot drop a ReLU6 (measured: no change in agreement or speed)
+    keep_activations: bool = True
+
+    def __post_init__(self) -> None:
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(
+                f"calibration must be one of {', '.join(CALIBRATIONS)}, not {self.calibration!r}"
+            )
+        if self.float_depthwise not in ("all", "first", "none"):
+            raise ValueError(f"float_depthwise must be all, first or none, not {self.float_depthwise!r}")
+
+
+def float_nodes(model_proto, settings: Int8Settings = Int8Settings()) -> dict[str, list[str]]:
+    """The nodes that stay in float, by reason: ``{"pre-processing": [...], "reads the image": [...],
+    "depthwise": [...], "asked for": [...]}`` (empty lists where a rule does not apply).
+
+    - pre-processing: uint8 -> normalised float (:func:`preprocessing_nodes`), always.
+    - reads the image: the first Conv (3 input channels: a small share of the work).
+    - depthwise: the first depthwise convolution (``float_depthwise="first"``), or all / none.
+    - asked for: ``settings.float_nodes``.
+    """
+    preprocessing = preprocessing_nodes(model_proto)
+    first_compute = [
+        name
+        for name in preprocessing_nodes(model_proto, include_first_compute=True)
+        if name not in preprocessing
+    ]
+    depthwise = depthwise_convs(model_proto)
+    kept = {"all": depthwise, "first": depthwise[:1], "none": []}[settings.float_depthwise]
+    return {
+        "pre-processing": preprocessing,
+        "reads the image": first_compute if settings.float_first_conv else [],
+        "depthwise": kept,
+        "asked for": list(settings.float_nodes),
+    }
 
 
 def _calibration_reader(images: np.ndarray, batch_size: int):
@@ -90,26 +147,34 @@ def _calibration_reader(images: np.ndarray, batch_size: int):
     return Reader()
 
 
+def _full_range_weights(model_proto, settings: Int8Settings, float_depthwise: list[str]) -> dict:
+    """TensorQuantOverrides giving the quantized depthwise convolutions' weights all 8 bits when
+    ``settings`` asks for it (onnxruntime takes the first channel's entry for every channel)."""
+    if not (settings.reduce_range and settings.full_range_depthwise):
+        return {}
+    convs = {node.name: node for node in model_proto.graph.node}
+    entry = {"axis": 0, "reduce_range": False} if settings.per_channel else {"reduce_range": False}
+    return {
+        convs[name].input[1]: [entry] for name in depthwise_convs(model_proto) if name not in float_depthwise
+    }
+
+
 def quantize_int8(
     model_bytes: bytes,
     calibration_images: np.ndarray,
     batch_size: int = 32,
-    per_channel: bool = True,
-    reduce_range: bool = True,
-    float_first_conv: bool = True,
-    float_first_depthwise: bool = True,
+    settings: Int8Settings = Int8Settings(),
+    calibration_cache: Path | None = None,
 ) -> bytes:
     """Static QDQ int8 quantization of a float model (serialised bytes) -> serialised int8 model.
 
     ``calibration_images``: uint8 [N, H, W, 3], training images (a class-balanced subset).
-    ``reduce_range`` (default on): 7-bit weights. Without it, CPUs that lack VNNI (AVX2 only, such as
-    the AMD EPYC Zen 2 of the development machines) saturate the int16 sums of u8 x s8 products:
-    measured on a conv4 EuroSAT run, the int8 embeddings' min cosine to fp32 was 0.92 without and
-    0.9996 with it. It costs next to nothing on VNNI CPUs, and the artifact may be deployed on either.
-    ``float_first_conv`` (default on): the first convolution, the one that reads the image, stays in
-    float (with its 3 input channels it is a small share of the work; see BENCHMARKS.md).
-    ``float_first_depthwise`` (default on): so does the first depthwise convolution, where the
-    network has one (:func:`first_depthwise_conv`).
+    ``settings.reduce_range`` (default on): 7-bit weights. Without it, CPUs that lack VNNI (AVX2 only,
+    such as AMD EPYC Zen 2) saturate the int16 sums of u8 x s8 products: measured on a conv4 EuroSAT
+    run, the int8 embeddings' min cosine to fp32 was 0.92 without and 0.9996 with it. It costs next
+    to nothing on VNNI CPUs, and the artifact may be deployed on either.
+    The nodes of :func:`float_nodes` stay in float. ``calibration_cache``: a JSON file of the
+    calibrated tensor ranges, written on first use and read after (same model, images and method).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -117,30 +182,71 @@ def quantize_int8(
 
     if len(calibration_images) == 0:
         raise ValueError("int8 calibration needs at least one image")
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
     with tempfile.TemporaryDirectory(prefix="rfmml-int8-") as tmp:
         float_path, pre_path, int8_path = (Path(tmp) / name for name in ("f.onnx", "pre.onnx", "q.onnx"))
         float_path.write_bytes(model_bytes)
         # shape inference + graph cleanup, as onnxruntime recommends before static quantization
         quant_pre_process(str(float_path), str(pre_path), skip_symbolic_shape=True)
         pre_proto = onnx.load(str(pre_path))
-        excluded = preprocessing_nodes(pre_proto, include_first_compute=float_first_conv)
-        if float_first_depthwise:
-            excluded += first_depthwise_conv(pre_proto)
+        kept_float = float_nodes(pre_proto, settings)
         quantize_static(
             str(pre_path),
             str(int8_path),
             _calibration_reader(np.asarray(calibration_images, dtype=np.uint8), batch_size),
             quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            activation_type=QuantType.QInt8 if settings.symmetric_activations else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=excluded,
+            calibrate_method=methods[settings.calibration],
+            nodes_to_exclude=[name for names in kept_float.values() for name in names],
+            calibration_cache_path=calibration_cache,
+            extra_options={
+                "ActivationSymmetric": settings.symmetric_activations,
+                "QDQKeepRemovableActivations": settings.keep_activations,
+                "TensorQuantOverrides": _full_range_weights(pre_proto, settings, kept_float["depthwise"]),
+            },
         )
-        data = int8_path.read_bytes()
+        int8_proto = onnx.load(str(int8_path))
+    _keep_float(int8_proto, [name for names in kept_float.values() for name in names])
+    data = int8_proto.SerializeToString()
     check_onnx(data)
     return data
+
+
+def _keep_float(model_proto, names: list[str]) -> None:
+    """Make the float Conv/Gemm among ``names`` stay float in onnxruntime: put a Clip to the range of
+    the DequantizeLinear they read between the two (in place; exact, the values are in that range).
+
+    Why: onnxruntime's WeightBiasQuantization graph transformer (basic level, so on in every
+    session) quantizes the weights of any Conv/Gemm whose input comes from a DequantizeLinear to
+    per-tensor int8, silently: measured on a trained efficientnet_lite0 with every depthwise
+    convolution "float", mean cosine to fp32 0.910 with the transformer and 0.973 without it.
+    """
+    from onnx import helper, numpy_helper
+
+    producers = {output: node for node in model_proto.graph.node for output in node.output}
+    constants = {init.name: init for init in model_proto.graph.initializer}
+    wanted = set(names)
+    for index, node in reversed(list(enumerate(model_proto.graph.node))):
+        dq = producers.get(node.input[0]) if node.name in wanted and node.op_type in _COMPUTE_OPS else None
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[1] not in constants:
+            continue
+        scale = float(numpy_helper.to_array(constants[dq.input[1]]))
+        zero_point = numpy_helper.to_array(constants[dq.input[2]]) if len(dq.input) > 2 else np.uint8(0)
+        info = np.iinfo(zero_point.dtype)
+        bounds = [(info.min - int(zero_point)) * scale, (info.max - int(zero_point)) * scale]
+        low, high, clipped = (f"{node.name}_float_input{end}" for end in ("_min", "_max", ""))
+        for name, bound in ((low, bounds[0]), (high, bounds[1])):
+            model_proto.graph.initializer.append(numpy_helper.from_array(np.array(bound, np.float32), name))
+        clip = helper.make_node("Clip", [node.input[0], low, high], [clipped], name=clipped)
+        node.input[0] = clipped
+        model_proto.graph.node.insert(index, clip)
 
 
 def export_fp16(model, input_size: tuple[int, int], opset: int) -> bytes:

@@ -1,0 +1,161 @@
+"""The int8 rule of ``rfmml.export.quantize``: which nodes of a graph stay float, on a tiny hand-built
+ONNX graph with the shape of a MobileNet / EfficientNet-Lite block (exact node names), and that the
+quantized graph keeps exactly those nodes float, with 8-bit depthwise and 7-bit other weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from rfmml.export.quantize import Int8Settings, depthwise_convs, float_nodes, quantize_int8  # noqa: E402
+
+PREPROCESSING = ["pre_transpose", "pre_cast", "pre_scale", "pre_shift"]
+
+
+def _conv(name: str, x: str, out_ch: int, in_per_group: int, k: int, group: int = 1) -> tuple:
+    weight = numpy_helper.from_array(
+        np.random.default_rng(len(name)).normal(0, 0.5, (out_ch, in_per_group, k, k)).astype(np.float32),
+        f"{name}.weight",
+    )
+    bias = numpy_helper.from_array(np.linspace(-0.5, 0.5, out_ch, dtype=np.float32), f"{name}.bias")
+    node = helper.make_node(
+        "Conv", [x, weight.name, bias.name], [name], name=name, group=group, pads=[k // 2] * 4
+    )
+    return node, [weight, bias]
+
+
+def _relu6(name: str, x: str) -> helper.NodeProto:
+    return helper.make_node("Clip", [x, "zero", "six"], [name], name=name)
+
+
+def tiny_graph() -> bytes:
+    """uint8 [N, 8, 8, 3] -> pre-processing -> stem -> depthwise -> project -> grouped (2 groups, not
+    depthwise) -> expand -> depthwise -> mean pool -> Gemm -> float [N, 5]."""
+    consts = [
+        numpy_helper.from_array(np.full((1, 3, 1, 1), 1 / 58.0, np.float32), "scale"),
+        numpy_helper.from_array(np.full((1, 3, 1, 1), -2.0, np.float32), "shift"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "six"),
+        numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+        numpy_helper.from_array(
+            np.random.default_rng(9).normal(0, 0.3, (12, 5)).astype(np.float32), "head.w"
+        ),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["images"], ["t"], name="pre_transpose", perm=[0, 3, 1, 2]),
+        helper.make_node("Cast", ["t"], ["c"], name="pre_cast", to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["c", "scale"], ["m"], name="pre_scale"),
+        helper.make_node("Add", ["m", "shift"], ["x"], name="pre_shift"),
+    ]
+    for spec, activation in (
+        (("stem", "x", 4, 3, 3), "stem_relu6"),
+        (("dw_first", "stem_relu6", 4, 1, 3, 4), "dw_first_relu6"),
+        (("project", "dw_first_relu6", 6, 4, 1), None),
+        (("grouped", "project", 6, 3, 1, 2), None),
+        (("expand", "grouped", 12, 6, 1), "expand_relu6"),
+        (("dw_second", "expand_relu6", 12, 1, 3, 12), "dw_second_relu6"),
+    ):
+        node, inits = _conv(*spec)
+        nodes.append(node)
+        consts += inits
+        if activation:
+            nodes.append(_relu6(activation, spec[0]))
+    nodes += [
+        helper.make_node("ReduceMean", ["dw_second_relu6", "axes"], ["pooled"], name="pool", keepdims=0),
+        helper.make_node("Gemm", ["pooled", "head.w"], ["embeddings"], name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_mobilenet",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", 8, 8, 3])],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", 5])],
+        consts,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def test_depthwise_means_one_filter_per_channel_not_any_group():
+    assert depthwise_convs(onnx.load_from_string(tiny_graph())) == ["dw_first", "dw_second"]
+
+
+def test_float_nodes_by_reason():
+    proto = onnx.load_from_string(tiny_graph())
+    assert float_nodes(proto) == {
+        "pre-processing": PREPROCESSING,
+        "reads the image": ["stem"],
+        "depthwise": ["dw_first"],
+        "asked for": [],
+    }
+    everything = Int8Settings(float_first_conv=False, float_depthwise="all", float_nodes=("head",))
+    assert float_nodes(proto, everything) == {
+        "pre-processing": PREPROCESSING,
+        "reads the image": [],
+        "depthwise": ["dw_first", "dw_second"],
+        "asked for": ["head"],
+    }
+    assert float_nodes(proto, Int8Settings(float_depthwise="none"))["depthwise"] == []
+    with pytest.raises(ValueError, match="float_depthwise must be all, first or none"):
+        Int8Settings(float_depthwise="some")
+    with pytest.raises(ValueError, match="calibration must be one of minmax, percentile, entropy"):
+        Int8Settings(calibration="kl")
+
+
+def test_quantized_graph_keeps_exactly_those_nodes_float():
+    """Float nodes read float weights; the others read dequantized int8 weights: 8 bits (|q| up to
+    127) in the quantized depthwise convolution, 7 bits (|q| <= 64) elsewhere (reduce_range)."""
+    images = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+    int8 = onnx.load_from_string(quantize_int8(tiny_graph(), images, batch_size=8))
+    weights = {init.name: numpy_helper.to_array(init) for init in int8.graph.initializer}
+    quantized_by_tensor = {
+        n.output[0]: n.input[0] for n in int8.graph.node if n.op_type == "DequantizeLinear"
+    }
+    float_weight = {}
+    for node in int8.graph.node:
+        if node.op_type in ("Conv", "Gemm"):
+            float_weight[node.name] = node.input[1] in weights and weights[node.input[1]].dtype == np.float32
+    assert float_weight == {
+        "stem": True,
+        "dw_first": True,
+        "project": False,
+        "grouped": False,
+        "expand": False,
+        "dw_second": False,
+        "head": False,
+    }
+
+    def int_range(conv: str) -> int:
+        node = next(n for n in int8.graph.node if n.name == conv)
+        return int(np.abs(weights[quantized_by_tensor[node.input[1]]].astype(np.int32)).max())
+
+    assert int_range("dw_second") == 127
+    assert {int_range(name) for name in ("project", "grouped", "expand")} == {64}
+
+
+def test_float_nodes_never_read_a_dequantize_output():
+    """onnxruntime's WeightBiasQuantization transformer quantizes (per-tensor int8) the weights of a
+    float Conv/Gemm whose input comes straight from a DequantizeLinear; a Clip to that range must sit
+    between the two, exact, so the node stays float."""
+    images = np.random.default_rng(1).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+    int8 = onnx.load_from_string(
+        quantize_int8(tiny_graph(), images, batch_size=8, settings=Int8Settings(float_depthwise="all"))
+    )
+    producers = {output: node for node in int8.graph.node for output in node.output}
+    nodes = {node.name: node for node in int8.graph.node}
+    assert producers[nodes["dw_second"].input[0]].op_type == "Clip"
+    barrier = producers[nodes["dw_second"].input[0]]
+    assert barrier.name == "dw_second_float_input"
+    assert producers[barrier.input[0]].op_type == "DequantizeLinear"
+    for name in ("stem", "dw_first", "dw_second"):
+        assert producers[nodes[name].input[0]].op_type != "DequantizeLinear", name
+    # exact: the Clip bounds are the uint8 range of the DequantizeLinear it guards
+    constants = {init.name: numpy_helper.to_array(init) for init in int8.graph.initializer}
+    dq = producers[barrier.input[0]]
+    scale, zero = float(constants[dq.input[1]]), int(constants[dq.input[2]])
+    low, high = (float(constants[name]) for name in barrier.input[1:])
+    assert low == pytest.approx(-zero * scale) and high == pytest.approx((255 - zero) * scale)
