@@ -32,8 +32,8 @@ from rfmml.runtime.heads import log_prior, proto_logits, proto_space, svm_logits
 from rfmml.trainer.data import default_cache_dir, load_part
 from rfmml.trainer.feature_space import CachedFeatureModel, feature_parts
 from rfmml.trainer.heads import SvmSettings, accuracy_report, embed, fit_prototypes, fit_svm
+from rfmml.trainer.posthoc_heads import calibrate_prototypes, ensemble_logits
 from rfmml.trainer.proto_calibration import choose_tau
-from rfmml.trainer.rfmml_plus import calibrate_prototypes, ensemble_logits
 from rfmml.trainer.run import load_run
 
 

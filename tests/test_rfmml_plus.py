@@ -1,5 +1,7 @@
-"""RF-MML+ (issue 11): each prior-corrected loss / score equals its formula on a hand-made batch, and
-``--method rfmml-plus`` trains end to end (synthetic; real EuroSAT in head mode when present)."""
+"""RF-MML+ (issue 11): each post-hoc head candidate equals its formula on a hand-made batch, and
+``--method rfmml-plus`` (RET + ACF, its head budget, the calibrated Proto head) trains end to end
+(synthetic; real EuroSAT in head mode when present) and exports with runtime parity. The calibrated
+head itself: tests/test_proto_calibration.py."""
 
 from __future__ import annotations
 
@@ -9,39 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from export_checks import assert_runtime_matches_eval_json
 
 from rfmml.runtime.heads import log_prior, proto_space
 from rfmml.trainer.cli import main
-from rfmml.trainer.episode import episode_loss
-from rfmml.trainer.proto_calibration import choose_tau
-from rfmml.trainer.rfmml_plus import (
+from rfmml.trainer.posthoc_heads import (
     calibrate_prototypes,
     ensemble_logits,
-    prior_corrected_episode_loss,
     prior_corrected_logits,
     zscore,
 )
+from rfmml.trainer.proto_calibration import choose_tau
 
 
 def test_log_prior_is_log_share_and_finite_for_an_empty_class() -> None:
     np.testing.assert_allclose(log_prior([3, 1, 0]), np.log([0.75, 0.25, 0.125]))
-
-
-def test_episode_loss_is_the_logit_adjusted_cross_entropy() -> None:
-    # K = 2 classes, N = 1 shot: prototypes (0, 0) and (3, 4); one query (3, 0) of class 1.
-    emb = torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.0, 0.0]])
-    labels = torch.tensor([1])
-    prior = torch.log(torch.tensor([0.9, 0.1]))
-    loss, acc = prior_corrected_episode_loss(emb, 2, 1, labels, "euclidean", prior, tau=1.0)
-    z0, z1 = -3.0 + math.log(0.9), -4.0 + math.log(0.1)  # -d + tau * log pi
-    expected = -(z1 - math.log(math.exp(z0) + math.exp(z1)))
-    assert float(loss) == pytest.approx(expected, rel=1e-5)
-    assert float(acc) == 0.0  # uncorrected argmax(-d): class 0 (distance 3 < 4)
-    # tau = 0 is ProtoNet's / RF-MML's loss exactly
-    plain = prior_corrected_episode_loss(emb, 2, 1, labels, "euclidean", prior, tau=0.0)
-    assert torch.equal(plain[0], episode_loss(emb, 2, 1, labels, "euclidean")[0])
 
 
 def test_post_hoc_logits_subtract_tau_log_prior() -> None:
@@ -87,29 +71,23 @@ def test_distribution_calibration_of_a_minority_prototype() -> None:
     np.testing.assert_array_equal(covs[:3], covariances[:3])
 
 
-@pytest.mark.parametrize("tau", ["0", "1"])
-def test_rfmml_plus_trains_on_synthetic(tmp_path: Path, tau: str) -> None:
-    out = tmp_path / "run"
-    flags = ["--method", "rfmml-plus", "--la-tau", tau, "--ret-episodes", "10", "--acf-episodes", "10"]
-    flags += ["--val-every", "5", "--log-every", "5", "--no-progress", "--svm-c", "1", "--no-cache"]
-    assert main([*flags, "--out", str(out)]) == 0
-    result = json.loads((out / "eval.json").read_text())
-    assert result["method"] == "rfmml-plus" and {"proto", "svm"} <= set(result)
-    phases = [json.loads(line)["phase"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert set(phases) == {"ret", "acf"}
-
-
-def test_rfmml_plus_tau_zero_is_rfmml(tmp_path: Path) -> None:
-    """At tau 0 the loss is RF-MML's: same episodes, same weights, same eval.json numbers."""
+def test_rfmml_plus_trains_rfmml_phases_and_reports_its_calibrated_head(tmp_path: Path) -> None:
+    """rfmml-plus = rfmml's phases and loss: the same episodes and losses as rfmml; its head (and so its
+    checkpoint choice) is the calibrated one, whose tau eval.json reports."""
     flags = ["--ret-episodes", "10", "--acf-episodes", "10", "--val-every", "5", "--log-every", "5"]
     flags += ["--no-progress", "--svm-c", "1", "--no-cache"]
-    evals = []
+    logs = {}
     for method in ("rfmml", "rfmml-plus"):
         out = tmp_path / method
-        extra = ["--la-tau", "0"] if method == "rfmml-plus" else ["--proto-head", "calibrated"]
-        assert main([*flags, *extra, "--method", method, "--out", str(out)]) == 0
-        evals.append(json.loads((out / "eval.json").read_text()))
-    assert evals[0]["proto"] == evals[1]["proto"] and evals[0]["svm"] == evals[1]["svm"]
+        assert main([*flags, "--method", method, "--out", str(out)]) == 0
+        logs[method] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    episodes = {m: [(r["phase"], r["loss"]) for r in logs[m] if r["kind"] == "episode"] for m in logs}
+    assert episodes["rfmml"] == episodes["rfmml-plus"] and {p for p, _ in episodes["rfmml"]} == {"ret", "acf"}
+    result = json.loads((tmp_path / "rfmml-plus" / "eval.json").read_text())
+    config = json.loads((tmp_path / "rfmml-plus" / "config.json").read_text())
+    assert result["method"] == "rfmml-plus" and result["proto_params"]["calibrated"] is True
+    assert config["proto_head"] == "calibrated"
+    assert "proto_params" not in json.loads((tmp_path / "rfmml" / "eval.json").read_text())
 
 
 @pytest.mark.slow
@@ -125,13 +103,14 @@ def test_rfmml_plus_on_real_eurosat_head(tmp_path: Path, eurosat_root: Path) -> 
         json.loads((out / "eval.json").read_text()),
     )
     assert (config["method"], config["tune"], config["embed_dim"]) == ("rfmml-plus", "head", 256)
+    assert config["proto_head"] == "calibrated" and config["acf_lr"] == config["ret_lr"] == 1e-5
     assert result["method"] == "rfmml-plus"
     assert result["proto"]["overall"] >= 0.5 and result["proto"]["minority"] is not None, result
 
 
 def test_rfmml_plus_exports_with_runtime_parity(tmp_path: Path) -> None:
-    """rfmml-plus changes the training loss only: the exported pair scores the test split as
-    eval.json says (Proto and SVM heads), through the runtime's Classifier."""
+    """The exported pair of an rfmml-plus run (a version-2 head) scores the test split as eval.json
+    says (calibrated Proto and SVM heads), through the runtime's Classifier."""
     from rfmml.export.cli import main as export
 
     run = tmp_path / "run"

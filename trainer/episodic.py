@@ -4,9 +4,9 @@ The decoded training images live as one uint8 tensor on the training device; eve
 sampled, gathered, augmented and embedded there in one forward pass. The host syncs with the device
 only when the engine logs or validates.
 
-Phases per method: rfmml = RET then ACF; rfmml-no-ret = ACF only; rfmml-no-acf = RET only; protonet =
-fixed episodes on all classes (K = |C|, N = N_max - 1, balanced queries) for ``ret_episodes`` at
-``ret_lr``. Validation: the Proto head (prototypes from ALL training images) on the validation part;
+Phases per method: rfmml and rfmml-plus = RET then ACF; rfmml-no-ret = ACF only; rfmml-no-acf = RET
+only; protonet = fixed episodes on all classes (K = |C|, N = N_max - 1, balanced queries) for
+``ret_episodes`` at ``ret_lr``. Validation: the Proto head (prototypes from ALL training images) on the validation part;
 with ``--proto-head calibrated`` the calibrated one (rfmml.trainer.proto_calibration).
 """
 
@@ -19,6 +19,7 @@ import torch
 
 from rfmml.runtime.errors import InputError
 from rfmml.runtime.heads import proto_logits
+from rfmml.trainer.config import PLUS_METHOD
 from rfmml.trainer.engine import Phase, StepResult, TrainSetup
 from rfmml.trainer.episode import episode_loss
 from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes, predict
@@ -85,6 +86,8 @@ PLANS: dict[str, tuple[PhasePlan, ...]] = {
     "rfmml-no-ret": (acf_phase,),
     "rfmml-no-acf": (ret_phase,),
     "protonet": (protonet_phase,),
+    # RF-MML+: rfmml's phases and loss; its own budget (config.PLUS_HEAD_BUDGET) and calibrated head
+    PLUS_METHOD: (ret_phase, acf_phase),
 }
 
 

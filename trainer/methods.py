@@ -14,15 +14,13 @@ from rfmml.trainer.config import CE_METHODS, FROZEN_METHOD
 from rfmml.trainer.engine import Method, TrainSetup
 from rfmml.trainer.episodic import PLANS, EpisodicMethod
 from rfmml.trainer.frozen import FrozenMethod
-from rfmml.trainer.rfmml_plus import PLUS_METHOD, RfmmlPlusMethod
 
 MethodBuilder = Callable[[TrainSetup], Method]
 
 METHOD_BUILDERS: dict[str, MethodBuilder] = {
-    **{name: EpisodicMethod for name in PLANS},  # rfmml, rfmml-no-ret, rfmml-no-acf, protonet
+    **{name: EpisodicMethod for name in PLANS},  # rfmml, its ablations, protonet, rfmml-plus
     **{name: CrossEntropyMethod for name in CE_METHODS},  # plain, reweight, resample, logit-adjust
     FROZEN_METHOD: FrozenMethod,  # no training
-    PLUS_METHOD: RfmmlPlusMethod,  # rfmml with the class prior corrected in the episodic loss
 }
 
 
