@@ -87,20 +87,13 @@ HEAD_METHOD_FLAGS: dict[str, list[str]] = {
     "rfmml": [],
     "rfmml-no-acf": [],
     "protonet": [],
-    "rfmml-plus": [],  # issue 11: the prior corrected in the episodic loss (tau 1)
-    # ACF at 1e-6 for 2,000 episodes barely moves the head: the correction acts in ACF only
-    "rfmml-plus-acf1e-5": ["--acf-lr", "1e-5"],
-    "rfmml-acf1e-5": ["--acf-lr", "1e-5"],  # its ablation: the same budget without the correction
-    # seed 0, s = 5: RET's best checkpoint is episode 6,000 of 80,000 (then it overfits the majority)
-    "rfmml-ret6k-acf1e-5": ["--ret-episodes", "6000", "--acf-lr", "1e-5"],
-    "rfmml-plus-ret6k-acf1e-5": ["--ret-episodes", "6000", "--acf-lr", "1e-5"],
+    "rfmml-plus": [],  # RF-MML+ (issue 11): its head budget and the calibrated Proto head
+    "rfmml-plus-no-ret": ["--ret-episodes", "0"],  # its ablations, same head and ACF
+    "rfmml-plus-no-acf": ["--acf-episodes", "0"],
 }
-HEAD_BASE_METHOD = {  # a variant: the --method it runs
-    "rfmml-plus-acf1e-5": "rfmml-plus",
-    "rfmml-acf1e-5": "rfmml",
-    "rfmml-ret6k-acf1e-5": "rfmml",
-    "rfmml-plus-ret6k-acf1e-5": "rfmml-plus",
-}
+# Runs kept in results/ from the seeds 0-1 exploration (rfmml-acf1e-5, rfmml-ret6k-acf1e-5 and the
+# rfmml-plus-loss* variants: a prior-corrected episodic loss, since dropped) are no longer run.
+HEAD_BASE_METHOD = {"rfmml-plus-no-ret": "rfmml-plus", "rfmml-plus-no-acf": "rfmml-plus"}
 HEAD_METHODS = tuple(HEAD_METHOD_FLAGS)
 RESULT_FILES = ("eval.json", "config.json", "split.json")
 

@@ -4,7 +4,7 @@ test-time head would score, without training anything.
 For each run folder (best.pt, config.json, split.json; features from the cache the run filled): the
 embeddings of train / val / test, then on the test split
 
-- ``proto``: the run's Proto head (a check: must equal the run's eval.json);
+- ``proto``: the run's Proto head, plain or calibrated (a check: must equal the run's eval.json);
 - ``proto+pc``: prior-corrected Proto scores ``-d(e, p_k) - tau * log pi_k``, tau on validation
   (balanced accuracy, rfmml.trainer.proto_calibration.choose_tau);
 - ``cos+pc``: the same on embeddings centred on the training mean and L2-normalised (cosine-like);
@@ -31,9 +31,9 @@ import torch
 from rfmml.runtime.heads import log_prior, proto_logits, proto_space, svm_logits
 from rfmml.trainer.data import default_cache_dir, load_part
 from rfmml.trainer.feature_space import CachedFeatureModel, feature_parts
-from rfmml.trainer.heads import SvmSettings, accuracy_report, embed, fit_prototypes, fit_svm
+from rfmml.trainer.heads import SvmSettings, accuracy_report, embed, fit_prototypes, fit_svm, predict
 from rfmml.trainer.posthoc_heads import calibrate_prototypes, ensemble_logits
-from rfmml.trainer.proto_calibration import choose_tau
+from rfmml.trainer.proto_calibration import calibrated_head, choose_tau
 from rfmml.trainer.run import load_run
 
 
@@ -90,7 +90,13 @@ def posthoc(run_dir: Path) -> dict:
 
     protos = fit_prototypes(emb["train"], labels["train"], n).numpy()
     logits = {p: proto_logits(emb[p], protos, config.distance) for p in ("val", "test")}
-    out = {"proto": report(logits["test"].argmax(1))}
+    if config.calibrated_proto:  # the run's own Proto head is the calibrated one (eval.json's)
+        head = calibrated_head(
+            emb["train"], labels["train"], emb["val"], labels["val"], classes, majority, config
+        )
+        out = {"proto": report(predict(head, emb["test"], "proto"))}
+    else:
+        out = {"proto": report(logits["test"].argmax(1))}
     out |= corrected("proto+pc", logits["val"], logits["test"], labels, log_pi, report)
     centre = emb["train"].mean(0)
     cos = {p: proto_space(emb[p], centre) for p in emb}
