@@ -6,8 +6,8 @@ only when the engine logs or validates.
 
 Phases per method: rfmml and rfmml-plus = RET then ACF; rfmml-no-ret = ACF only; rfmml-no-acf = RET
 only; protonet = fixed episodes on all classes (K = |C|, N = N_max - 1, balanced queries) for
-``ret_episodes`` at ``ret_lr``. Validation: the Proto head (prototypes from ALL training images) on the validation part;
-with ``--proto-head calibrated`` the calibrated one (rfmml.trainer.proto_calibration).
+``ret_episodes`` at ``ret_lr``. Validation: the Proto head (prototypes from ALL training images) on
+the validation part; with ``--proto-head calibrated`` the calibrated one (proto_calibration.py).
 """
 
 from __future__ import annotations
