@@ -24,6 +24,7 @@ import torch
 from rfmml.trainer.checkpoint import Checkpoint, ranks_rng
 from rfmml.trainer.cli import main
 from rfmml.trainer.distributed import SINGLE, World, world_from_env
+from rfmml.trainer.engine import Phase, due, phase_end
 
 TRAIN_SCRIPT = Path(sys.executable).parent / "rfmml-train"
 SUBSET = [
@@ -163,6 +164,7 @@ def test_resume_with_another_process_count_is_refused(
     assert err.count("\n") == 0 and "trained by 2 process(es), this resume has 1" in err
     assert "torchrun with 2 processes" in err
     assert (run / "metrics.jsonl").read_bytes() == before
+    assert not torch.distributed.is_initialized()  # a single process never starts a process group
 
 
 @pytest.mark.slow
@@ -255,3 +257,11 @@ def test_ranks_generators_in_one_checkpoint_dict() -> None:
     assert checkpoint.world_size == 3
     assert [int(checkpoint.rank_rng(r)["gen"]) for r in range(3)] == [0, 1, 2]
     assert Checkpoint("conv4", {}, {}, "ret", 0, "episode", 2, ranks_rng(states[:1])).world_size == 1
+
+
+def test_global_step_counts_and_when_records_are_due() -> None:
+    ret = Phase("ret", 25, "episode", 1e-3, "--ret-lr", 4, 10)
+    assert (phase_end(ret, 1), phase_end(ret, 2), phase_end(ret, 3)) == (25, 26, 27)
+    counts = range(3, 28, 3)  # 3 processes: 3, 6, ..., 27 episodes
+    assert [c for c in counts if due(c, 3, ret.val_every)] == [12, 21]  # first steps past 10 and 20
+    assert [c for c in range(1, 26) if due(c, 1, 10)] == [10, 20]  # one process: every 10th

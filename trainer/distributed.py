@@ -231,8 +231,10 @@ def rank_device(device: torch.device, world: World) -> torch.device:
 @contextmanager
 def joined(world: World, device: torch.device) -> Iterator[World]:
     """The process group for ``world`` (nccl on CUDA, gloo on the CPU) around the block; yields the
-    world with its collective device. Destroyed on the way out, whatever happens. A collective waits
-    $RFMML_DDP_TIMEOUT seconds (default 1800) for a rank that has stopped before it fails."""
+    world with its collective device. Destroyed on the way out, whatever happens; after the block
+    went well, only once every rank has reached its end (no rank tears its connections down while
+    another still uses them). A collective waits $RFMML_DDP_TIMEOUT seconds (default 1800) for a rank
+    that has stopped before it fails."""
     if world.size == 1:
         yield world
         return
@@ -246,8 +248,10 @@ def joined(world: World, device: torch.device) -> Iterator[World]:
     except ValueError:
         raise InputError(f"${TIMEOUT_ENV} must be a number of seconds") from None
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout))
+    joined_world = replace(world, device=device if cuda else torch.device("cpu"))
     try:
-        yield replace(world, device=device if cuda else torch.device("cpu"))
+        yield joined_world
+        joined_world.sum(torch.zeros(1))  # every rank is here
     finally:
         dist.destroy_process_group()
 

@@ -276,7 +276,10 @@ class Engine:
         tick = self.progress.update if stride == 1 else lambda n: self.progress.update(n * stride)
         end = phase_end(phase, stride)
         if stride > 1 and end != phase.steps and self.world.is_writer and position.step == 0:
-            self.warn(f"{phase.name}: {phase.steps} episodes on {stride} processes: {end} episodes")
+            self.warn(
+                f"{phase.name}: {phase.steps} episodes is not a multiple of {stride} processes; "
+                f"training {end} ({end // stride} steps of {stride})"
+            )
         for step in range(position.step + stride, end + 1, stride):
             with self.out_of_memory(phase, step):
                 result = self.method.step(position.phase_index, step, optimizer, tick)

@@ -152,8 +152,7 @@ def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str],
         if config.deterministic:  # before the first CUDA call: cuBLAS reads its workspace setting at init
             use_deterministic_algorithms(_warn)
         device = rank_device(resolve_device(config.device), world)
-        with joined(world, device) as world:
-            return _run(config, resume, shrunk, say, world, device)
+        return _run(config, resume, shrunk, say, world, device)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
@@ -167,16 +166,18 @@ def _run(
     world: World,
     device: torch.device,
 ) -> dict:
-    """Lock the folder (rank 0), set up, train (the engine), evaluate (rank 0)."""
+    """Lock the folder (rank 0), set up, train (the engine), evaluate (rank 0). Under torchrun the
+    process group lives from the set-up to the end of training: rank 0 evaluates alone."""
     with ExitStack() as folder:
-        with world.all_or_none():  # a rank that fails to set up stops them all
-            if world.is_writer:
-                folder.enter_context(RunFolder(config.out, say))
-            method, checkpoint, parts, split = _prepare(config, resume, shrunk, say, world, device)
-        Engine(method, config, Path(config.out), device, _warn, world).run(checkpoint)
-        if os.environ.get(DIGEST_ENV):
-            modules = [method.model, *method.modules().values()]
-            _warn(f"rank {world.rank} of {world.size}: trained state sha256 {state_digest(modules)}")
+        with joined(world, device) as world:
+            with world.all_or_none():  # a rank that fails to set up stops them all
+                if world.is_writer:
+                    folder.enter_context(RunFolder(config.out, say))
+                method, checkpoint, parts, split = _prepare(config, resume, shrunk, say, world, device)
+            Engine(method, config, Path(config.out), device, _warn, world).run(checkpoint)
+            if os.environ.get(DIGEST_ENV):
+                modules = [method.model, *method.modules().values()]
+                _warn(f"rank {world.rank} of {world.size}: trained state sha256 {state_digest(modules)}")
         if not world.is_writer:
             return {}
         return _evaluate(method, parts, split, config, device, say)
