@@ -47,6 +47,16 @@ SETTINGS: dict[str, tuple[Int8Settings, int]] = {
     "all_dw_8bit": (Int8Settings(float_depthwise="all", reduce_range=False), 256),
     "first_dw_7bit": (Int8Settings(float_depthwise="first", full_range_depthwise=False), 256),
     "no_dw_dw8": (Int8Settings(float_depthwise="none"), 256),
+    "first_dw_bc": (Int8Settings(float_depthwise="first", bias_correction=True), 256),
+    "first_dw_8bit_bc": (
+        Int8Settings(float_depthwise="first", reduce_range=False, bias_correction=True),
+        256,
+    ),
+    "first_dw_bc_calib1024": (Int8Settings(float_depthwise="first", bias_correction=True), 1024),
+    "first_dw_8bit_bc_calib1024": (
+        Int8Settings(float_depthwise="first", reduce_range=False, bias_correction=True),
+        1024,
+    ),
     "first_dw_drop_act": (Int8Settings(float_depthwise="first", keep_activations=False), 256),
     "all_dw_drop_act": (Int8Settings(float_depthwise="all", keep_activations=False), 256),
     "no_dw_8bit": (Int8Settings(float_depthwise="none", reduce_range=False), 256),
