@@ -36,17 +36,30 @@ from rfmml.runtime.artifact import load_head
 
 # name -> (settings, calibration images)
 SETTINGS: dict[str, tuple[Int8Settings, int]] = {
-    "first_dw": (Int8Settings(float_depthwise="first"), 256),
-    "no_dw": (Int8Settings(float_depthwise="none"), 256),
-    "all_dw": (Int8Settings(float_depthwise="all"), 256),
-    "first_dw_8bit": (Int8Settings(float_depthwise="first", reduce_range=False), 256),
-    "first_dw_sym": (Int8Settings(float_depthwise="first", symmetric_activations=True), 256),
-    "first_dw_pct": (Int8Settings(float_depthwise="first", calibration="percentile"), 256),
-    "first_dw_entropy": (Int8Settings(float_depthwise="first", calibration="entropy"), 256),
-    "first_dw_calib1024": (Int8Settings(float_depthwise="first"), 1024),
-    "all_dw_8bit": (Int8Settings(float_depthwise="all", reduce_range=False), 256),
-    "first_dw_7bit": (Int8Settings(float_depthwise="first", full_range_depthwise=False), 256),
-    "no_dw_dw8": (Int8Settings(float_depthwise="none"), 256),
+    "default": (Int8Settings(), 256),  # rfmml-export --int8
+    "first_dw": (Int8Settings(float_depthwise="first", bias_correction=False), 256),
+    "no_dw": (Int8Settings(bias_correction=False, float_depthwise="none"), 256),
+    "all_dw": (Int8Settings(bias_correction=False, float_depthwise="all"), 256),
+    "first_dw_8bit": (Int8Settings(bias_correction=False, float_depthwise="first", reduce_range=False), 256),
+    "first_dw_sym": (
+        Int8Settings(bias_correction=False, float_depthwise="first", symmetric_activations=True),
+        256,
+    ),
+    "first_dw_pct": (
+        Int8Settings(bias_correction=False, float_depthwise="first", calibration="percentile"),
+        256,
+    ),
+    "first_dw_entropy": (
+        Int8Settings(bias_correction=False, float_depthwise="first", calibration="entropy"),
+        256,
+    ),
+    "first_dw_calib1024": (Int8Settings(bias_correction=False, float_depthwise="first"), 1024),
+    "all_dw_8bit": (Int8Settings(bias_correction=False, float_depthwise="all", reduce_range=False), 256),
+    "first_dw_7bit": (
+        Int8Settings(bias_correction=False, float_depthwise="first", full_range_depthwise=False),
+        256,
+    ),
+    "no_dw_dw8": (Int8Settings(bias_correction=False, float_depthwise="none"), 256),
     "first_dw_bc": (Int8Settings(float_depthwise="first", bias_correction=True), 256),
     "first_dw_8bit_bc": (
         Int8Settings(float_depthwise="first", reduce_range=False, bias_correction=True),
@@ -57,9 +70,17 @@ SETTINGS: dict[str, tuple[Int8Settings, int]] = {
         Int8Settings(float_depthwise="first", reduce_range=False, bias_correction=True),
         1024,
     ),
-    "first_dw_drop_act": (Int8Settings(float_depthwise="first", keep_activations=False), 256),
-    "all_dw_drop_act": (Int8Settings(float_depthwise="all", keep_activations=False), 256),
-    "no_dw_8bit": (Int8Settings(float_depthwise="none", reduce_range=False), 256),
+    # the nodes that gained most in `--scan default` (this run's names; chosen on the validation images)
+    "default_scan_top3": (Int8Settings(float_nodes=("node_Conv_918", "node_Conv_823", "node_Conv_845")), 256),
+    "first_dw_drop_act": (
+        Int8Settings(bias_correction=False, float_depthwise="first", keep_activations=False),
+        256,
+    ),
+    "all_dw_drop_act": (
+        Int8Settings(bias_correction=False, float_depthwise="all", keep_activations=False),
+        256,
+    ),
+    "no_dw_8bit": (Int8Settings(bias_correction=False, float_depthwise="none", reduce_range=False), 256),
 }
 
 
@@ -87,6 +108,8 @@ def measure(name: str, float_bytes: bytes, head, train, evaluation, fp32_emb, ar
     int8_emb = embed_all(ort_embedder(ort_session(int8_bytes, 1)), evaluation[0], 64)
     scorers = head_scorers(head)
     report = compare(fp32_emb, int8_emb, scorers, reference_name="fp32", candidate_name=name)
+    tail = slice(len(fp32_emb) - args.test_images, None)  # the test images: never seen by --scan
+    test_only = compare(fp32_emb[tail], int8_emb[tail], scorers).agreement if args.test_images else {}
     accuracy = {
         precision: {kind: float(np.mean(np.argmax(f(e), 1) == evaluation[1])) for kind, f in scorers.items()}
         for precision, e in (("fp32", fp32_emb), ("int8", int8_emb))
@@ -105,6 +128,7 @@ def measure(name: str, float_bytes: bytes, head, train, evaluation, fp32_emb, ar
         "calibration_images": len(pick),
         "eval_images": len(evaluation[1]),
         "agreement": report.agreement,
+        "agreement_test_images": test_only,
         "min_cosine": report.min_cosine,
         "max_rel_diff": report.max_rel_diff,
         "accuracy": accuracy,
@@ -187,7 +211,8 @@ def main() -> None:
         )
         print(
             f"{name:18s} agreement proto {100 * agree['proto']:.2f}% svm {100 * agree.get('svm', 0):.2f}% "
-            f"min cos {result['min_cosine']:.4f} | int8 acc {result['accuracy']['int8']} | {rates}",
+            f"(test images only {result['agreement_test_images']}) min cos {result['min_cosine']:.4f} | "
+            f"int8 acc {result['accuracy']['int8']} | {rates}",
             flush=True,
         )
     if args.json:
