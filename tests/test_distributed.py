@@ -23,8 +23,12 @@ import torch
 
 from rfmml.trainer.checkpoint import Checkpoint, ranks_rng
 from rfmml.trainer.cli import main
+from rfmml.trainer.data import load_part
 from rfmml.trainer.distributed import SINGLE, World, world_from_env
-from rfmml.trainer.engine import Phase, due, phase_end
+from rfmml.trainer.engine import Phase, TrainData, TrainSetup, due, phase_end
+from rfmml.trainer.evaluate import evaluate_heads
+from rfmml.trainer.methods import build_method
+from rfmml.trainer.run import load_run
 
 TRAIN_SCRIPT = Path(sys.executable).parent / "rfmml-train"
 SUBSET = [
@@ -131,6 +135,28 @@ def test_two_ranks_end_with_the_same_weights_and_log_once(full_run: tuple[Path, 
     assert set(last.rank_rng(1)) == set(last.rank_rng(0)) == {"shape_gen", "gen"}
     eval_json = json.loads((run / "eval.json").read_text())
     assert eval_json["checkpoint"]["file"] == "best.pt" and 0.0 <= eval_json["proto"]["overall"] <= 1.0
+
+
+def test_validation_and_evaluation_equal_a_single_process_on_the_same_weights(
+    full_run: tuple[Path, str],
+) -> None:
+    run, _ = full_run
+    loaded = load_run(run)  # best.pt, in this (single) process
+    config, split = loaded.config, loaded.split
+    parts = {p: load_part(split, p, config.image_size, config.cache_dir) for p in ("train", "val", "test")}
+    data = TrainData(*parts["train"], *parts["val"], split.classes, split.majority)
+    setup = TrainSetup(config, split, loaded.model, data, torch.device("cpu"), parts)
+    report = build_method(setup).validate()
+    best = Checkpoint.load(run / "best.pt")
+    logged = [
+        r
+        for r in metrics(run)
+        if r["kind"] == "val" and (r["phase"], r["episode"]) == (best.phase, best.step)
+    ]
+    assert [r["val_overall"] for r in logged] == [report["overall"]] == [best.best_val]
+    result = evaluate_heads(loaded.model, parts, split.classes, split.majority, config, torch.device("cpu"))
+    eval_json = json.loads((run / "eval.json").read_text())
+    assert json.loads(json.dumps(result)) == {k: v for k, v in eval_json.items() if k != "checkpoint"}
 
 
 def test_resume_after_killing_the_launcher_equals_the_full_run(
