@@ -71,7 +71,11 @@ SETTINGS: dict[str, tuple[Int8Settings, int]] = {
         1024,
     ),
     # the nodes that gained most in `--scan default` (this run's names; chosen on the validation images)
-    "default_scan_top3": (Int8Settings(float_nodes=("node_Conv_918", "node_Conv_823", "node_Conv_845")), 256),
+    "default_scan_top3": (Int8Settings(float_nodes=("node_Conv_850", "node_Conv_918", "node_Conv_919")), 256),
+    "8bit_bc_scan_top3": (
+        Int8Settings(reduce_range=False, float_nodes=("node_Conv_850", "node_Conv_918", "node_Conv_919")),
+        256,
+    ),
     "first_dw_drop_act": (
         Int8Settings(bias_correction=False, float_depthwise="first", keep_activations=False),
         256,
