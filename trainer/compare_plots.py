@@ -77,7 +77,8 @@ def plot_tradeoff(points: dict[str, list[tuple[int, float, float]]], group: str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 6))
+    columns = max(1, -(-len(points) // 32))  # legend columns of up to 32 entries, beside the axes
+    fig, ax = plt.subplots(figsize=(7 + 3.3 * columns, 6))
     cmap = plt.get_cmap("tab20")
     drawn = {}
     for i, (label, series) in enumerate(points.items()):
@@ -89,8 +90,8 @@ def plot_tradeoff(points: dict[str, list[tuple[int, float, float]]], group: str,
     ax.set_ylabel("minority accuracy (%)")
     ax.set_title(f"Overall vs minority accuracy, one point per seed\n{group}", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # outside the axes: with dozens of method/head series a legend inside hides the points
+    ax.legend(fontsize=6, ncol=columns, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return drawn
