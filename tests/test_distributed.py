@@ -209,7 +209,10 @@ def test_a_dead_rank_ends_the_job(tmp_path: Path, eurosat_root: Path) -> None:
 
 
 DDP_CHECK = """
+import gc
+import os
 import sys
+import weakref
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -229,6 +232,8 @@ class Net(torch.nn.Module):
 
 
 with joined(world_from_env(), torch.device("cpu")) as world:
+    group = weakref.ref(dist.group.WORLD)
+    torch.optim.SGD(Net().parameters(), lr=0.1)  # the first optimizer imports torch._dynamo
     torch.manual_seed(0)
     ours = Net()
     theirs = Net()
@@ -238,12 +243,17 @@ with joined(world_from_env(), torch.device("cpu")) as world:
     ours(x, world.rank).square().sum().backward()
     world.average_gradients(list(ours.parameters()))
     ddp(x, world.rank).square().sum().backward()
+    lines = []  # written at once: the two ranks share the output file
     for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
         same = (p.grad is None and q.grad is None) or (
             p.grad is not None and q.grad is not None and torch.allclose(p.grad, q.grad, atol=1e-6)
         )
-        print(f"rank {world.rank} {name} {'same' if same else 'DIFFERS'} "
-              f"{'none' if p.grad is None else float(p.grad.abs().sum())}")
+        lines.append(f"rank {world.rank} {name} {'same' if same else 'DIFFERS'} "
+                     f"{'none' if p.grad is None else float(p.grad.abs().sum())}")
+    del ddp  # holds the group
+    gc.collect()
+lines.append(f"rank {world.rank} group {'released' if group() is None else 'LEAKED'}")
+os.write(1, ("\\n".join(lines) + "\\n").encode())
 """
 
 
@@ -258,6 +268,8 @@ def test_gradient_average_equals_ddp(tmp_path: Path) -> None:
     assert unused == {("0", "none"), ("1", "none")}  # no gradient on any rank: none after the average
     used_on_one = [float(value) for _, name, _, value in lines if name.startswith("b.")]
     assert len(used_on_one) == 4 and min(used_on_one) > 0  # counted as zero on rank 1, then averaged
+    # the group and its gloo threads end with the block (a leaked one raced the interpreter's exit)
+    assert sorted(re.findall(r"rank (\d) group (\w+)", output)) == [("0", "released"), ("1", "released")]
 
 
 def test_world_from_the_environment_and_the_rank_seed() -> None:

@@ -198,7 +198,8 @@ class FiniteWatch:
 
     def first(self, world: World = SINGLE) -> tuple[int, float] | None:
         """(step, loss) of the first non-finite loss on any rank, or None (syncs with the device)."""
-        pairs = world.all_gather(torch.stack([self.step.double(), self.loss.double()])).tolist()
+        # on the CPU first: float64 is not on every device (MPS)
+        pairs = world.all_gather(torch.stack([self.step.cpu().double(), self.loss.cpu().double()])).tolist()
         bad = [(int(step), loss) for step, loss in pairs if step]
         return min(bad) if bad else None
 
@@ -259,7 +260,7 @@ class Engine:
         return position
 
     def run_phase(self, position: Position, optimizer_state: dict | None) -> None:
-        """Run phase ``position.phase_index`` from step ``position.step + 1`` to its end."""
+        """Run phase ``position.phase_index`` from the step after ``position.step`` to its end."""
         phase = self.method.phases[position.phase_index]
         stride = self.world.stride(phase.unit)
         optimizer = torch.optim.Adam(self.method.parameters(), lr=phase.lr)
