@@ -159,24 +159,54 @@ def test_validation_and_evaluation_equal_a_single_process_on_the_same_weights(
     assert json.loads(json.dumps(result)) == {k: v for k, v in eval_json.items() if k != "checkpoint"}
 
 
+def killed_and_resumed(flags: list[str], out: Path, tmp_path: Path) -> Checkpoint:
+    """Start a 2-process run into ``out``, kill the launcher once last.pt exists (torchrun stops
+    its workers), then --resume it to the end; the checkpoint it was stopped at."""
+    job = launch([*flags, "--out", str(out)], tmp_path / "killed.log")
+    wait_for(out / "last.pt", job)
+    job.process.send_signal(signal.SIGTERM)
+    code, output = job.finish(60)
+    assert code != 0 and not (out / "eval.json").exists(), output[-2000:]
+    stopped = Checkpoint.load(out / "last.pt")
+    code, output = launch(["--resume", str(out), "--no-progress"], tmp_path / "resumed.log").finish()
+    assert code == 0, output[-3000:]
+    assert f"resuming {out} at" in output
+    return stopped
+
+
 def test_resume_after_killing_the_launcher_equals_the_full_run(
     full_run: tuple[Path, str], tmp_path: Path, eurosat_root: Path
 ) -> None:
     full, _ = full_run
     out = tmp_path / "run"
     flags = ["--data", str(eurosat_root), *SUBSET, "--cache-dir", str(full.parent / "cache")]
-    job = launch([*flags, "--out", str(out)], tmp_path / "killed.log")
-    wait_for(out / "last.pt", job)
-    job.process.send_signal(signal.SIGTERM)  # torchrun stops its workers
-    code, output = job.finish(60)
-    assert code != 0 and not (out / "eval.json").exists(), output[-2000:]
-    stopped = Checkpoint.load(out / "last.pt")
+    stopped = killed_and_resumed(flags, out, tmp_path)
     assert (stopped.phase, stopped.step) != ("acf", 10)  # stopped before the end
-    code, output = launch(["--resume", str(out), "--no-progress"], tmp_path / "resumed.log").finish()
-    assert code == 0, output[-3000:]
-    assert f"resuming {out} at" in output
     assert metrics(out) == metrics(full)
     assert json.loads((out / "eval.json").read_text()) == json.loads((full / "eval.json").read_text())
+
+
+@pytest.mark.slow
+def test_cross_entropy_epochs_are_sharded_and_resume(tmp_path: Path, eurosat_root: Path) -> None:
+    """--method plain --augment on 2 processes: one record per epoch over all 152 images, each rank
+    its own augmentation stream (in last.pt), and a kill + --resume equal to the full run."""
+    flags = ["--data", str(eurosat_root), *SUBSET, "--cache-dir", str(tmp_path / "cache")]
+    flags += ["--method", "plain", "--augment", "--epochs", "30", "--lr", "1e-3", "--lr-step", "10"]
+    flags += ["--ce-batch", "16"]
+    code, output = launch([*flags, "--out", str(tmp_path / "full")], tmp_path / "full.log").finish()
+    assert code == 0, output[-3000:]
+    full = metrics(tmp_path / "full")
+    assert [(r["kind"], r["episode"]) for r in full] == [
+        (k, e) for e in range(1, 31) for k in ("epoch", "val")
+    ]
+    last = Checkpoint.load(tmp_path / "full" / "last.pt")
+    assert last.world_size == 2 and set(last.rank_rng(1)) == {"gen", "augment_gen"}
+    assert torch.equal(last.rank_rng(0)["gen"], last.rank_rng(1)["gen"])  # one epoch order
+    assert not torch.equal(last.rank_rng(0)["augment_gen"], last.rank_rng(1)["augment_gen"])
+    stopped = killed_and_resumed(flags, tmp_path / "run", tmp_path)
+    assert stopped.step < 30
+    assert metrics(tmp_path / "run") == full
+    assert (tmp_path / "run" / "eval.json").read_bytes() == (tmp_path / "full" / "eval.json").read_bytes()
 
 
 def test_resume_with_another_process_count_is_refused(
