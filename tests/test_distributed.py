@@ -133,6 +133,7 @@ def test_two_ranks_end_with_the_same_weights_and_log_once(full_run: tuple[Path, 
     last = Checkpoint.load(run / "last.pt")
     assert (last.world_size, last.phase, last.step) == (2, "acf", 10)
     assert set(last.rank_rng(1)) == set(last.rank_rng(0)) == {"shape_gen", "gen"}
+    assert not torch.equal(last.rank_rng(1)["gen"], last.rank_rng(0)["gen"])  # episodes of its own
     eval_json = json.loads((run / "eval.json").read_text())
     assert eval_json["checkpoint"]["file"] == "best.pt" and 0.0 <= eval_json["proto"]["overall"] <= 1.0
 

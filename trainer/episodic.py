@@ -101,8 +101,8 @@ class EpisodicMethod:
         self.model = setup.model
         data = setup.data
         self.has_validation = data.val_images.shape[0] > 0
-        self.sampler = EpisodeSampler(
-            data.train_labels, len(setup.split.classes), setup.config.seed, setup.device
+        self.sampler = EpisodeSampler(  # each torchrun rank draws its own episodes (rank 0: --seed)
+            data.train_labels, len(setup.split.classes), setup.sampler_seed, setup.device
         )
         n_max = n_max_of(setup)
         planned = [plan(setup, n_max) for plan in PLANS[setup.config.method]]
