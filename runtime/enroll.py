@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rfmml.runtime.artifact import HEAD_SCHEMA, MAX_CLASSES, Enrolment, Head
+from rfmml.runtime.artifact import Enrolment, Head
+from rfmml.runtime.artifact_schema import HEAD_SCHEMA, MAX_CLASSES
 from rfmml.runtime.enroll_tiles import ImageSource, mean_prototype, read_tiles
 from rfmml.runtime.errors import InputError
 from rfmml.runtime.heads import proto_space

@@ -24,6 +24,7 @@ RUNTIME_LEAVES = {
     "atomic_files",
     "imageio",
     "artifact",
+    "artifact_schema",
     "safe_npz",
     "heads",
     "progress",

@@ -14,13 +14,13 @@ from runtime_fixtures import random_head
 
 from rfmml.runtime.artifact import (
     HEAD_KINDS,
-    MAX_CLASSES,
     ArtifactError,
     Head,
     head_arrays,
     load_head,
     save_head,
 )
+from rfmml.runtime.artifact_schema import MAX_CLASSES
 from rfmml.runtime.heads import HeadScorer
 from rfmml.runtime.safe_npz import read_npz
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from rfmml.runtime.artifact import DISTANCES
+from rfmml.runtime.artifact_schema import DISTANCES
 from rfmml.runtime.errors import InputError
 from rfmml.trainer.config_fields import (
     CROSS_ENTROPY,

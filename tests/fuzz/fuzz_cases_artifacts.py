@@ -17,7 +17,8 @@ from fuzz_world import World, fresh_copy
 from onnx import TensorProto, helper
 from runtime_fixtures import build_stats_model, write_head
 
-from rfmml.runtime.artifact import REQUIRED_KEYS, sha256_file
+from rfmml.runtime.artifact import sha256_file
+from rfmml.runtime.artifact_schema import REQUIRED_KEYS
 
 Arrays = dict[str, np.ndarray]
 
