@@ -25,8 +25,9 @@ from rfmml.trainer.checkpoint import Checkpoint, ranks_rng
 from rfmml.trainer.cli import main
 from rfmml.trainer.data import load_part
 from rfmml.trainer.distributed import SINGLE, World, world_from_env
-from rfmml.trainer.engine import Phase, TrainData, TrainSetup, due, phase_end
+from rfmml.trainer.engine import due, phase_end
 from rfmml.trainer.evaluate import evaluate_heads
+from rfmml.trainer.method_interface import Phase, TrainData, TrainSetup
 from rfmml.trainer.methods import build_method
 from rfmml.trainer.run import load_run
 

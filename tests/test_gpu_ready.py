@@ -25,8 +25,9 @@ from rfmml.trainer import ce_train, device, episodic
 from rfmml.trainer.ce_train import ce_loss_fn
 from rfmml.trainer.checkpoint import Checkpoint, CheckpointError
 from rfmml.trainer.cli import main
-from rfmml.trainer.engine import Engine, Phase
+from rfmml.trainer.engine import Engine
 from rfmml.trainer.heads import embed
+from rfmml.trainer.method_interface import Phase
 
 TINY = ["--image-size", "16", "--ret-episodes", "6", "--acf-episodes", "4", "--val-every", "3"]
 TINY += ["--log-every", "1", "--no-progress", "--svm-c", "1", "--no-cache"]

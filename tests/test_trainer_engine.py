@@ -13,7 +13,8 @@ import torch
 
 from rfmml.trainer.checkpoint import Checkpoint
 from rfmml.trainer.config import METHODS, TrainConfig
-from rfmml.trainer.engine import Engine, Phase, StepResult, TrainingDiverged
+from rfmml.trainer.engine import Engine, TrainingDiverged
+from rfmml.trainer.method_interface import Phase, StepResult
 from rfmml.trainer.methods import METHOD_BUILDERS
 from rfmml.trainer.train_progress import TrainProgress
 

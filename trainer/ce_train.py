@@ -32,8 +32,8 @@ from rfmml.trainer.ce_losses import (
     log_prior,
     logit_adjusted_loss,
 )
-from rfmml.trainer.engine import Phase, StepResult, TrainData, TrainSetup
 from rfmml.trainer.heads import accuracy_report, embed
+from rfmml.trainer.method_interface import Phase, StepResult, TrainData, TrainSetup
 from rfmml.trainer.sampler import resume_seed
 
 

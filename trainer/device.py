@@ -12,7 +12,7 @@ import torch
 from rfmml.trainer.errors import InputError
 
 if TYPE_CHECKING:
-    from rfmml.trainer.engine import Method
+    from rfmml.trainer.method_interface import Method
 
 AUTO_DEVICE_ENV = "RFMML_AUTO_DEVICE"  # "cpu": "auto" means the CPU (the test suite pins it so)
 

@@ -20,9 +20,9 @@ import torch
 from rfmml.runtime.errors import InputError
 from rfmml.runtime.heads import proto_logits
 from rfmml.trainer.config import PLUS_METHOD
-from rfmml.trainer.engine import Phase, StepResult, TrainSetup
 from rfmml.trainer.episode import episode_loss
 from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes, predict
+from rfmml.trainer.method_interface import Phase, StepResult, TrainSetup
 from rfmml.trainer.proto_calibration import calibrated_head
 from rfmml.trainer.sampler import Episode, EpisodeSampler, EpisodeSpec, acf_spec, ret_spec
 

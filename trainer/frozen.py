@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from rfmml.trainer.engine import Phase, StepResult, TrainSetup
+from rfmml.trainer.method_interface import Phase, StepResult, TrainSetup
 
 
 class FrozenMethod:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from rfmml.trainer.ce_train import CrossEntropyMethod
 from rfmml.trainer.config import CE_METHODS, FROZEN_METHOD
-from rfmml.trainer.engine import Method, TrainSetup
 from rfmml.trainer.episodic import PLANS, EpisodicMethod
 from rfmml.trainer.frozen import FrozenMethod
+from rfmml.trainer.method_interface import Method, TrainSetup
 
 MethodBuilder = Callable[[TrainSetup], Method]
 

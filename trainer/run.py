@@ -21,10 +21,11 @@ from rfmml.trainer.config import FROZEN_METHOD, TrainConfig, read_config, resolv
 from rfmml.trainer.data import conversion_message, default_cache_dir, load_part
 from rfmml.trainer.device import cudnn_benchmark, resolve_device, use_deterministic_algorithms
 from rfmml.trainer.distributed import DIGEST_ENV, World, joined, rank_device, state_digest, world_from_env
-from rfmml.trainer.engine import Engine, Method, TrainData, TrainSetup
+from rfmml.trainer.engine import Engine
 from rfmml.trainer.errors import InputError
 from rfmml.trainer.evaluate import evaluate_heads, summary_table
 from rfmml.trainer.feature_space import CachedFeatureModel, feature_parts, feature_views
+from rfmml.trainer.method_interface import Method, TrainData, TrainSetup
 from rfmml.trainer.methods import build_method
 from rfmml.trainer.metrics_log import MetricsLog
 from rfmml.trainer.models import EmbeddingNet, WeightsUnavailableError, build_embedding_net
