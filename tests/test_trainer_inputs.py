@@ -140,7 +140,7 @@ def test_load_part_cache(tmp_path):
 
 def test_synthetic_load_part_matches_dataset():
     from rfmml.trainer.config import TrainConfig
-    from rfmml.trainer.run import prepare_split
+    from rfmml.trainer.run_setup import prepare_split
     from rfmml.trainer.synthetic import make_synthetic_dataset, render_class_tile
 
     split = prepare_split(TrainConfig(out="x", seed=3))

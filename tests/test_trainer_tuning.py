@@ -14,7 +14,7 @@ from rfmml.trainer.cli import main
 from rfmml.trainer.config import TrainConfig, resolve_defaults
 from rfmml.trainer.feature_cache import cache_path, cached_features
 from rfmml.trainer.models import build_embedding_net
-from rfmml.trainer.run import build_model
+from rfmml.trainer.run_setup import build_model
 
 TINY = ["--image-size", "16", "--ret-episodes", "20", "--acf-episodes", "10", "--val-every", "5"]
 TINY += ["--log-every", "1", "--no-progress", "--svm-c", "1"]

