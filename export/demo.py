@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from rfmml.runtime.cli_shell import entry_point, run_command
-from rfmml.trainer.config import SEED_MAX  # the trainer's seed range (torch-free module)
+from rfmml.trainer.config_rules import SEED_MAX  # the trainer's seed range (torch-free module)
 
 PROG = "rfmml-demo"
 SCENE_ROWS, SCENE_COLS = 24, 32  # grid cells of the synthetic scene

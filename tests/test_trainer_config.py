@@ -11,14 +11,8 @@ import pytest
 
 from rfmml.runtime.errors import InputError
 from rfmml.trainer.cli import command, main, new_config, resumed_config
-from rfmml.trainer.config import (
-    PAPER_DEFAULTS,
-    SETTINGS,
-    TrainConfig,
-    read_config,
-    resolve_defaults,
-    validate,
-)
+from rfmml.trainer.config import SETTINGS, TrainConfig, read_config, validate
+from rfmml.trainer.config_defaults import PAPER_DEFAULTS, resolve_defaults
 from rfmml.trainer.config_fields import SECTIONS, FiniteFloat, spec_of
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from rfmml.trainer.checkpoint import Checkpoint
-from rfmml.trainer.config import METHODS, TrainConfig
+from rfmml.trainer.config import TrainConfig
+from rfmml.trainer.config_rules import METHODS
 from rfmml.trainer.engine import Engine, TrainingDiverged
 from rfmml.trainer.method_interface import Phase, StepResult
 from rfmml.trainer.methods import METHOD_BUILDERS

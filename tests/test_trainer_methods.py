@@ -10,7 +10,7 @@ import torch
 
 from rfmml.trainer import engine
 from rfmml.trainer.cli import main
-from rfmml.trainer.config import CE_METHODS, METHODS
+from rfmml.trainer.config_rules import CE_METHODS, METHODS
 
 SUBSET = [
     "--backbone",

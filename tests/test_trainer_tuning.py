@@ -11,7 +11,8 @@ import torch
 
 from rfmml.trainer.checkpoint import Checkpoint
 from rfmml.trainer.cli import main
-from rfmml.trainer.config import TrainConfig, resolve_defaults
+from rfmml.trainer.config import TrainConfig
+from rfmml.trainer.config_defaults import resolve_defaults
 from rfmml.trainer.feature_cache import cache_path, cached_features
 from rfmml.trainer.models import build_embedding_net
 from rfmml.trainer.run_setup import build_model

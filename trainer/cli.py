@@ -11,19 +11,10 @@ from click.core import ParameterSource
 
 from rfmml.runtime.cli_shell import entry_point, run_command
 from rfmml.runtime.errors import InputError
-from rfmml.trainer.config import (
-    DATA_DEFAULTS,
-    HEAD_BUDGET,
-    HINTS,
-    PAPER_DEFAULTS,
-    PROTOCOL_FIELDS,
-    RUN_FOLDER,
-    SETTINGS,
-    SYNTHETIC_DEFAULTS,
-    TrainConfig,
-    read_config,
-)
+from rfmml.trainer.config import HINTS, SETTINGS, TrainConfig, read_config
+from rfmml.trainer.config_defaults import DATA_DEFAULTS, HEAD_BUDGET, PAPER_DEFAULTS, SYNTHETIC_DEFAULTS
 from rfmml.trainer.config_fields import PLUMBING, RUN, SECTIONS, flag_name, shape_of, spec_of
+from rfmml.trainer.config_rules import PROTOCOL_FIELDS, RUN_FOLDER
 
 PROG = "rfmml-train"
 EXAMPLES = """

@@ -1,17 +1,15 @@
 """Training configuration: one frozen dataclass of every setting, each declared once, JSON round-trippable.
 
-Every field is declared with :func:`~rfmml.trainer.config_fields.setting`: its click type (the range),
-help and help section. ``rfmml-train`` builds its options from these declarations and passes the parsed
-values straight to ``TrainConfig(**values)``; :meth:`TrainConfig.from_dict` (``config.json``) and
-:func:`validate` (any config) check values with the very same types. :func:`validate` adds the checks
-that involve two settings.
+Every field is declared with :func:`~rfmml.trainer.config_fields.setting`: its click type (the range;
+the names and ranges are in ``rfmml.trainer.config_rules``), help and help section. ``rfmml-train``
+builds its options from these declarations and passes the parsed values straight to
+``TrainConfig(**values)``; :meth:`TrainConfig.from_dict` (``config.json``) and :func:`validate` (any
+config) check values with the very same types, and ``config_rules.check_combinations`` the checks that
+involve two settings.
 
-Fields left as ``None`` are resolved by :func:`resolve_defaults` before training: for real data the
-offline default (DATA_DEFAULTS: efficientnet_lite0's packaged ImageNet weights at 128 px, ``--tune
-head`` with HEAD_BUDGET), the paper's values with ``--preset paper`` (PAPER_DEFAULTS), and shrunken
-ones (SYNTHETIC_DEFAULTS: small backbone, small images, few episodes, higher learning rates) for the
-embedded synthetic default. ``config.json`` holds the
-resolved config, so a run can be rebuilt from it alone (:func:`read_config`).
+Fields left as ``None`` are resolved by ``rfmml.trainer.config_defaults.resolve_defaults`` before
+training. ``config.json`` holds the resolved config, so a run can be rebuilt from it alone
+(:func:`read_config`).
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ import click
 
 from rfmml.runtime.artifact_schema import DISTANCES
 from rfmml.runtime.errors import InputError
+from rfmml.trainer.config_defaults import DEFAULT_TRAIN_FRAC, HEAD_EMBED_DIM, PAPER_DEFAULTS
 from rfmml.trainer.config_fields import (
     CROSS_ENTROPY,
     EPISODIC,
@@ -37,129 +36,32 @@ from rfmml.trainer.config_fields import (
     SPLIT,
     BackboneName,
     FiniteFloat,
-    PathName,
     check_value,
     flag_name,
     setting,
 )
-
-PLUS_METHOD = "rfmml-plus"  # RF-MML+ (issue 11): PLUS_HEAD_BUDGET, proto_calibration.py
-EPISODIC_METHODS = ("rfmml", "protonet", "rfmml-no-ret", "rfmml-no-acf", PLUS_METHOD)
-CE_METHODS = ("plain", "reweight", "resample", "logit-adjust")
-PROTO_HEADS = ("plain", "calibrated")  # see rfmml.trainer.proto_calibration
-FROZEN_METHOD = "frozen"  # no training: the pretrained features with the Proto and SVM heads
-METHODS = EPISODIC_METHODS + CE_METHODS + (FROZEN_METHOD,)
-PRESETS = ("paper",)
-TUNES = ("head", "last", "all")  # see rfmml.trainer.tuning
-HEAD_EMBED_DIM = 256  # --tune head's default projection width (ANCHORS.md: linear 256-d on lite0)
-# Settings that only one family of methods reads (the "defaults shrunk" message names the others only).
-CE_ONLY = ("epochs", "lr", "lr_step")
-EPISODIC_ONLY = ("ret_episodes", "acf_episodes", "ret_lr", "acf_lr", "val_every", "log_every")
-DEVICES = ("auto", "cpu", "cuda")
-SVM_CLASS_WEIGHTS = ("balanced", "none")
-# The split protocol's settings: --split (a finished split) takes none of them.
-PROTOCOL_FIELDS = (
-    "train_frac",
-    "train_per_class",
-    "val_per_class",
-    "test_per_class",
-    "minority_classes",
-    "minority",
-    "minority_shots",
+from rfmml.trainer.config_rules import (
+    BATCH,
+    DEVICES,
+    EPISODE_COUNT,
+    EVERY_EPISODES,
+    EVERY_EPOCHS,
+    FILE,
+    FOLDER,
+    IMAGE_SIZE_MAX,
+    INT_0_UP,
+    INT_2_UP,
+    METHODS,
+    PLUS_METHOD,
+    POSITIVE,
+    PRESETS,
+    PROTO_HEADS,
+    RUN_FOLDER,
+    SEED_MAX,
+    SVM_CLASS_WEIGHTS,
+    TUNES,
+    check_combinations,
 )
-DEFAULT_TRAIN_FRAC = 0.5  # when neither --train-frac nor --train-per-class is given
-
-# The paper's setting (Guan et al., ICASSP 2020: --preset paper), the embedded default's shrunken one,
-# and for real data without a preset the offline default (DATA_DEFAULTS: efficientnet_lite0's packaged
-# ImageNet weights, 128 px, --tune head, with budgets per regime in TUNE_BUDGETS).
-PAPER_DEFAULTS: dict[str, Any] = {
-    "backbone": "wide_resnet50_2",
-    "pretrained": True,
-    "image_size": 224,
-    "tune": "all",
-    "ret_episodes": 80_000,
-    "acf_episodes": 2_000,
-    "ret_lr": 5e-6,
-    "acf_lr": 1e-6,
-    "val_every": 1_000,
-    "log_every": 50,
-    "threads": 0,
-    # cross-entropy baselines: Adam, lr / 5 every 200 epochs (the paper's schedule)
-    "epochs": 600,
-    "lr": 1e-4,
-    "lr_step": 200,
-}
-SYNTHETIC_DEFAULTS: dict[str, Any] = {
-    "backbone": "conv4",
-    "pretrained": False,
-    "image_size": 32,
-    "tune": "all",
-    "ret_episodes": 500,
-    "acf_episodes": 200,
-    "ret_lr": 1e-3,
-    "acf_lr": 2e-4,
-    "val_every": 100,
-    "log_every": 10,
-    "threads": 1,  # tiny models: one thread is as fast, and robust on a shared CPU
-    "epochs": 15,
-    "lr": 1e-3,
-    "lr_step": 10,
-}
-
-DATA_DEFAULTS: dict[str, Any] = {
-    "backbone": "efficientnet_lite0",
-    "pretrained": True,
-    "threads": 0,
-}
-# efficientnet_lite0 at 128 px: 79 % frozen nearest-prototype accuracy on EuroSAT against 77 % at 64
-# px (backbones.py); any other backbone keeps the paper's 224.
-DEFAULT_IMAGE_SIZES = {"efficientnet_lite0": 128}
-# --tune head trains a small head on cached features: an episode costs about 2 ms on one core, so the
-# paper's episode budget costs minutes. Learning rates for a fresh linear layer: on EuroSAT-LT (seed 0)
-# RET at 1e-4 peaked at the first validation (episode 1,000 of 80,000) and tested 81.0 % proto; 1e-5
-# peaked at 10,000 and tested 81.9 %.
-HEAD_BUDGET: dict[str, Any] = {
-    "ret_episodes": 80_000,
-    "acf_episodes": 2_000,
-    "ret_lr": 1e-5,
-    "acf_lr": 1e-6,
-    "val_every": 1_000,
-    "log_every": 100,
-    "epochs": 100,
-    "lr": 1e-3,
-    "lr_step": 40,
-    # tiny steps: one thread is 10x faster than two on a shared 2-core CPU (measured, BENCHMARKS.md);
-    # the feature extraction before them uses every core
-    "threads": 1,
-}
-
-# rfmml-plus in --tune head (issue 11, EuroSAT-LT validation, seeds 0-1): RET's validation accuracy
-# peaks by episode 3,000-6,000 and then falls as it overfits the majority classes, and ACF at 1e-6
-# for 2,000 episodes never recovers it (its checkpoints were never the best). A short RET, then a
-# long ACF at RET's rate: ACF lifted validation from 83.7 to 87.1 % (seed 0, s = 5).
-PLUS_HEAD_BUDGET: dict[str, Any] = {
-    "ret_episodes": 5_000,
-    "acf_episodes": 20_000,
-    "acf_lr": 1e-5,
-}
-
-SEED_MAX = 2**32 - 1  # numpy's seeding takes 0 <= seed < 2**32, torch's < 2**63: the smaller range
-# The episodic loop keeps every decoded training image on the device as uint8, S * S * 3 bytes: at
-# 4096 px that is 50 MB an image, so larger sizes only exhaust memory (the paper uses 224).
-IMAGE_SIZE_MAX = 4096
-EPISODES_MAX = 10**9  # years of training; keeps every episode counter far inside int64
-EPOCHS_MAX = 10**6
-BATCH_MAX = 2**16  # a sanity bound: larger batches exhaust memory before they help
-POSITIVE = FiniteFloat(min=0, min_open=True)
-INT_2_UP = click.IntRange(min=2)
-INT_0_UP = click.IntRange(min=0)
-EPISODE_COUNT = click.IntRange(0, EPISODES_MAX)
-EVERY_EPISODES = click.IntRange(1, EPISODES_MAX)
-EVERY_EPOCHS = click.IntRange(1, EPOCHS_MAX)
-BATCH = click.IntRange(1, BATCH_MAX)
-RUN_FOLDER = PathName(file_okay=False)
-FOLDER = PathName(file_okay=False)
-FILE = PathName(dir_okay=False)
 
 
 @dataclass(frozen=True)
@@ -441,99 +343,12 @@ SETTINGS = {item.name: item for item in fields(TrainConfig)}
 HINTS = typing.get_type_hints(TrainConfig)
 
 
-def resolve_defaults(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
-    """Fill every ``None`` budget/model field; return the config and the names that were shrunk.
-
-    Where the values come from: ``--preset paper``: PAPER_DEFAULTS; the embedded synthetic set:
-    SYNTHETIC_DEFAULTS; real data: :func:`data_defaults`. Flags given always win. The second value
-    lists the settings taken from SYNTHETIC_DEFAULTS (for the "defaults shrunk to fit" message).
-    """
-    if config.preset == "paper":
-        table = PAPER_DEFAULTS
-    elif config.synthetic:
-        table = SYNTHETIC_DEFAULTS
-    else:
-        table = data_defaults(config)
-    changes = {k: v for k, v in table.items() if getattr(config, k) is None}
-    if config.pretrained is None and config.backbone == "conv4":
-        changes["pretrained"] = False
-    if config.pretrained is None and (config.weights is not None or config.init is not None):
-        changes["pretrained"] = False
-    if config.proto_head is None:
-        changes["proto_head"] = "calibrated" if config.calibrated_proto else "plain"
-    if config.method == FROZEN_METHOD:
-        changes["tune"] = "head"  # nothing trains; the features are computed once and cached
-    tune = changes.get("tune", config.tune)
-    if config.augment is None:  # EuroSAT-LT, --tune head: 81.9 % with the 8 views, 81.4 % without
-        changes["augment"] = tune != "head"
-    if tune == "head" and config.method in EPISODIC_METHODS and config.embed_dim is None:
-        changes["embed_dim"] = HEAD_EMBED_DIM
-    irrelevant = EPISODIC_ONLY if config.method in CE_METHODS else CE_ONLY
-    shrunk = (
-        sorted(k for k in changes if k in table and k not in irrelevant)
-        if table is SYNTHETIC_DEFAULTS
-        else []
-    )
-    if config.train_frac is None and config.train_per_class is None:
-        changes["train_frac"] = DEFAULT_TRAIN_FRAC
-    return config.replace(**changes), shrunk
-
-
-def data_defaults(config: TrainConfig) -> dict[str, Any]:
-    """The defaults for real data without a preset: efficientnet_lite0's packaged ImageNet weights
-    (offline) at 128 px (another backbone: 224); ``--tune head`` when the backbone starts from
-    weights (pretrained, --weights or --init), else ``all``; HEAD_BUDGET for head (rfmml-plus:
-    PLUS_HEAD_BUDGET over it), else the paper's episode budget and learning rates."""
-    backbone = config.backbone or DATA_DEFAULTS["backbone"]
-    from_weights = config.weights is not None or config.init is not None
-    pretrained = config.pretrained if config.pretrained is not None else backbone != "conv4"
-    tune = config.tune or ("head" if pretrained or from_weights else "all")
-    paper_budget = {k: v for k, v in PAPER_DEFAULTS.items() if k in HEAD_BUDGET}
-    return {
-        **DATA_DEFAULTS,
-        "image_size": DEFAULT_IMAGE_SIZES.get(backbone, PAPER_DEFAULTS["image_size"]),
-        "tune": tune,
-        **(HEAD_BUDGET if tune == "head" else paper_budget),
-        **(PLUS_HEAD_BUDGET if tune == "head" and config.method == PLUS_METHOD else {}),
-    }
-
-
 def validate(config: TrainConfig) -> None:
     """Raise InputError (one line) for a value its flag would refuse, or settings that cannot work
     together. Catches configs built in Python; the command line and config.json are checked earlier."""
     for name, item in SETTINGS.items():
         check_value(item, HINTS[name], getattr(config, name), flag_name(name))
     check_combinations(config)
-
-
-def check_combinations(config: TrainConfig) -> None:
-    """The checks that involve two settings (click checks each flag on its own)."""
-    pairs = [
-        (
-            config.weights is not None and config.init is not None,
-            "give --weights FILE or --init RUN, not both",
-        ),
-        (
-            config.train_frac is not None and config.train_per_class is not None,
-            "give --train-frac or --train-per-class, not both",
-        ),
-        (
-            config.minority_classes is not None and bool(config.minority),
-            "give --minority-classes or --minority NAME, not both",
-        ),
-        (
-            config.minority_classes is not None and config.minority_shots is None,
-            "--minority-classes needs --minority-shots",
-        ),
-        (not config.svm_c, "--svm-c needs at least one value"),
-        (
-            config.method == FROZEN_METHOD and config.tune not in (None, "head"),
-            "--method frozen trains nothing (its features are cached as with --tune head); drop --tune",
-        ),
-    ]
-    for wrong, message in pairs:
-        if wrong:
-            raise InputError(message)
 
 
 def read_config(run_dir: str | Path) -> TrainConfig:

@@ -19,7 +19,7 @@ import torch
 
 from rfmml.runtime.errors import InputError
 from rfmml.runtime.heads import proto_logits
-from rfmml.trainer.config import PLUS_METHOD
+from rfmml.trainer.config_rules import PLUS_METHOD
 from rfmml.trainer.episode import episode_loss
 from rfmml.trainer.heads import accuracy_report, embed, fit_prototypes, predict
 from rfmml.trainer.method_interface import Phase, StepResult, TrainSetup

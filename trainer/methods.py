@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rfmml.trainer.ce_train import CrossEntropyMethod
-from rfmml.trainer.config import CE_METHODS, FROZEN_METHOD
+from rfmml.trainer.config_rules import CE_METHODS, FROZEN_METHOD
 from rfmml.trainer.episodic import PLANS, EpisodicMethod
 from rfmml.trainer.frozen import FrozenMethod
 from rfmml.trainer.method_interface import Method, TrainSetup

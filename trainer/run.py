@@ -15,7 +15,8 @@ import torch
 
 from rfmml.runtime.atomic_files import atomic_write_bytes
 from rfmml.trainer.checkpoint import Checkpoint, CheckpointError
-from rfmml.trainer.config import TrainConfig, read_config, resolve_defaults, validate
+from rfmml.trainer.config import TrainConfig, read_config, validate
+from rfmml.trainer.config_defaults import resolve_defaults
 from rfmml.trainer.device import cudnn_benchmark, resolve_device, use_deterministic_algorithms
 from rfmml.trainer.distributed import DIGEST_ENV, World, joined, rank_device, state_digest, world_from_env
 from rfmml.trainer.engine import Engine

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from rfmml.trainer.config import FROZEN_METHOD, TrainConfig
+from rfmml.trainer.config import TrainConfig
+from rfmml.trainer.config_rules import FROZEN_METHOD
 from rfmml.trainer.data import conversion_message, default_cache_dir, load_part
 from rfmml.trainer.distributed import World
 from rfmml.trainer.errors import InputError

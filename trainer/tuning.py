@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 from rfmml.runtime.errors import InputError
-from rfmml.trainer.config import CE_METHODS, FROZEN_METHOD, HEAD_EMBED_DIM, TUNES, TrainConfig
+from rfmml.trainer.config import TrainConfig
+from rfmml.trainer.config_defaults import HEAD_EMBED_DIM
+from rfmml.trainer.config_rules import CE_METHODS, FROZEN_METHOD, TUNES
 
 __all__ = [
     "HEAD_EMBED_DIM",
