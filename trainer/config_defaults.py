@@ -22,7 +22,7 @@ DEFAULT_TRAIN_FRAC = 0.5  # when neither --train-frac nor --train-per-class is g
 
 # The paper's setting (Guan et al., ICASSP 2020: --preset paper), the embedded default's shrunken one,
 # and for real data without a preset the offline default (DATA_DEFAULTS: efficientnet_lite0's packaged
-# ImageNet weights, 128 px, --tune head, with budgets per regime in TUNE_BUDGETS).
+# ImageNet weights, 128 px, --tune head, with HEAD_BUDGET: data_defaults).
 PAPER_DEFAULTS: dict[str, Any] = {
     "backbone": "wide_resnet50_2",
     "pretrained": True,
