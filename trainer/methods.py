@@ -1,7 +1,7 @@
 """The method registry: ``--method`` name -> the class that builds its phases and its step.
 
-Adding a method means adding its step (a class with the :class:`rfmml.trainer.engine.Method`
-interface and ``describe()``) and one line here (and its name in ``config.METHODS``); the engine
+Adding a method means adding its step (a class with the :class:`rfmml.trainer.method_interface.Method`
+interface and ``describe()``) and one line here (and its name in ``config_rules.METHODS``); the engine
 stays as it is.
 """
 
@@ -25,5 +25,5 @@ METHOD_BUILDERS: dict[str, MethodBuilder] = {
 
 
 def build_method(setup: TrainSetup) -> Method:
-    """The method ``setup.config.method`` (a name of ``config.METHODS``), built on ``setup``."""
+    """The method ``setup.config.method`` (a name of ``config_rules.METHODS``), built on ``setup``."""
     return METHOD_BUILDERS[setup.config.method](setup)
