@@ -92,6 +92,8 @@ SETTINGS: dict[str, tuple[Int8Settings, int]] = {
         Int8Settings(reduce_range=False, float_nodes=("node_Conv_850", "node_Conv_918", "node_Conv_919")),
         256,
     ),
+    "default_gptq": (Int8Settings(rounding="gptq"), 256),
+    "8bit_bc_gptq": (Int8Settings(reduce_range=False, rounding="gptq"), 256),
     "first_dw_drop_act": (
         Int8Settings(bias_correction=False, float_depthwise="first", keep_activations=False),
         256,

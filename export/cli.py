@@ -83,8 +83,9 @@ def _checkpoint_name(_ctx: click.Context, _param: click.Parameter, value: str) -
 @click.option(
     "--int8",
     is_flag=True,
-    help="Also write MODEL.int8.onnx: static QDQ per-channel int8, "
-    "calibrated on training images, checked against the float model on validation images.",
+    help="Also write MODEL.int8.onnx: static QDQ per-channel int8 calibrated on training images "
+    "(pre-processing, first conv and first depthwise conv float, 8-bit depthwise / 7-bit other "
+    "weights, bias correction), checked against the float model on validation images.",
 )
 @click.option(
     "--fp16",

@@ -26,6 +26,11 @@ DEFAULT_OPSET = 18
 DEFAULT_MIN_AGREEMENT = 0.90
 DEFAULT_TOLERANCE = 1e-4  # max relative difference torch vs onnxruntime fp32 (measured ~5e-7)
 
+# int8 weight bits outside the depthwise convolutions (rfmml.export.quantize.int8_settings): 7 is
+# safe on every CPU, 8 is for CPUs with VNNI / ARM dot-product (AVX2-only x86 can saturate)
+INT8_WEIGHT_BITS = (7, 8)
+DEFAULT_INT8_WEIGHTS = 7
+
 PRECISIONS = ("int8", "fp16")  # the reduced-precision variants, in the order they are written
 
 
@@ -41,6 +46,7 @@ class ExportOptions:
     svm_class_weight: str | None = None  # None: the run's setting (balanced by default)
     svm_c: tuple[float, ...] = ()  # candidates for C; empty: the run's grid
     int8: bool = False
+    int8_weights: int = DEFAULT_INT8_WEIGHTS  # one of INT8_WEIGHT_BITS
     fp16: bool = False
     force: bool = False
     tolerance: float = DEFAULT_TOLERANCE

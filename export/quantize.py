@@ -11,7 +11,10 @@ saturation on CPUs without VNNI) except in the quantized depthwise convolutions,
 Every float Conv/Gemm is guarded against onnxruntime re-quantizing it (:func:`_keep_float`).
 Measured on a trained efficientnet_lite0 (BENCHMARKS.md, "int8 on a trained efficientnet_lite0"):
 keeping all depthwise convolutions float, other calibration methods, more calibration images and
-symmetric activations bought nothing or cost speed.
+symmetric activations bought nothing or cost speed. :func:`int8_settings` names the two targets of
+``rfmml-export --int8-weights``: 7 (the default above) and 8 (8-bit weights everywhere, rounded for
+each layer's output error by :mod:`rfmml.export.int8_rounding`; only for CPUs with VNNI or ARM
+dot-product). The settings used are recorded in the int8 model's metadata (``SETTINGS_KEY``).
 
 fp16: the same torch model cast to float16 and exported again (``onnx_export.half_precision``): the
 input stays uint8 and the output float32, so the contract and the runtime are unchanged. It is meant
@@ -28,9 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from rfmml.export.onnx_export import check_onnx
+from rfmml.export.options import DEFAULT_INT8_WEIGHTS, INT8_WEIGHT_BITS
 from rfmml.runtime.artifact import INPUT_NAME
 
 CALIBRATIONS = ("minmax", "percentile", "entropy")
+ROUNDINGS = ("nearest", "gptq")
 
 # The first ops that do real work on the normalised image; pre-processing stops here.
 _COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
@@ -95,6 +100,14 @@ class Int8Settings:
     # optimizer removing a Q/DQ pair cannot drop a ReLU6 (measured: no change in agreement or speed)
     keep_activations: bool = True
     bias_correction: bool = True  # lower each quantized layer's bias by its mean rounding shift (int8_bias)
+    rounding: str = (
+        "nearest"  # "nearest" | "gptq": integer weights chosen for the output error (int8_rounding)
+    )
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of the weights outside the depthwise convolutions: 7 (reduce_range) or 8."""
+        return 7 if self.reduce_range else 8
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATIONS:
@@ -103,6 +116,24 @@ class Int8Settings:
             )
         if self.float_depthwise not in ("all", "first", "none"):
             raise ValueError(f"float_depthwise must be all, first or none, not {self.float_depthwise!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {self.rounding!r}")
+
+
+def int8_settings(weight_bits: int = DEFAULT_INT8_WEIGHTS) -> Int8Settings:
+    """The settings of ``rfmml-export --int8 --int8-weights N``. 7 (default): 7-bit weights outside
+    the depthwise convolutions, safe on every CPU. 8: 8-bit weights everywhere, rounded for the
+    layers' output error (GPTQ, :mod:`rfmml.export.int8_rounding`): for CPUs with VNNI (AVX-512 VNNI,
+    AVX-VNNI) or ARM dot-product instructions; on AVX2-only x86 the int16 sums can saturate.
+    Measured on a trained efficientnet_lite0 (BENCHMARKS.md): agreement 96.8 / 97.7 % (7) and
+    99.0 / 98.9 % (8) proto / svm, both about 2x fp32."""
+    if weight_bits not in INT8_WEIGHT_BITS:
+        raise ValueError(
+            f"int8 weights must be {' or '.join(map(str, INT8_WEIGHT_BITS))} bits, not {weight_bits}"
+        )
+    if weight_bits == 8:
+        return Int8Settings(reduce_range=False, rounding="gptq")
+    return Int8Settings()
 
 
 def float_nodes(model_proto, settings: Int8Settings = Int8Settings()) -> dict[str, list[str]]:
@@ -217,14 +248,32 @@ def quantize_int8(
         )
         int8_proto = onnx.load(str(int8_path))
     _keep_float(int8_proto, [name for names in kept_float.values() for name in names])
+    images = np.asarray(calibration_images, dtype=np.uint8)
+    if settings.rounding != "nearest":
+        from rfmml.export.int8_rounding import round_weights
+
+        round_weights(int8_proto, pre_proto, images)
     if settings.bias_correction:
         from rfmml.export.int8_bias import correct_biases
 
-        images = np.asarray(calibration_images, dtype=np.uint8)
         correct_biases(int8_proto, pre_proto, images)
+    _stamp(int8_proto, settings)
     data = int8_proto.SerializeToString()
     check_onnx(data)
     return data
+
+
+SETTINGS_KEY = "rfmml.int8_settings"  # the int8 model's metadata_props entry: how it was quantized
+
+
+def _stamp(model_proto, settings: Int8Settings) -> None:
+    """Record ``settings`` (JSON, with ``weight_bits``) in the model's metadata under SETTINGS_KEY."""
+    import dataclasses
+    import json
+
+    entry = model_proto.metadata_props.add()
+    entry.key = SETTINGS_KEY
+    entry.value = json.dumps({"weight_bits": settings.weight_bits, **dataclasses.asdict(settings)})
 
 
 def _keep_float(model_proto, names: list[str]) -> None:
