@@ -38,6 +38,8 @@ def float_tensors(float_proto, tensors: list[str], images: np.ndarray, batch_siz
 
     from rfmml.runtime.artifact import INPUT_NAME
 
+    if not tensors:
+        return  # session.run([]) would return every graph output
     proto = onnx.ModelProto()
     proto.CopyFrom(float_proto)
     known = {output.name for output in proto.graph.output}

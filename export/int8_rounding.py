@@ -11,7 +11,10 @@ onnxruntime's (per-channel, symmetric): only the integers change, so speed is un
 
 Handled: Gemm, Conv 1x1 with group 1 (H over input channels) and depthwise Conv (one H per channel
 over its k x k patch, zero padding included). Other layers keep round-to-nearest. H is measured in
-the float model on the calibration images.
+the float model on the calibration images. Measured on a trained efficientnet_lite0 (BENCHMARKS.md,
+"GPTQ rounding and --int8-weights 8"): with 8-bit weights and bias correction, top-1 agreement with
+fp32 98.3 / 98.3 -> 99.0 / 98.85 % (proto / svm), at the cost of minutes of quantization. Tried and
+left out: rounding towards the int8 model's own inputs (target W E[x xq^T] E[xq xq^T]^-1): 70 %.
 """
 
 from __future__ import annotations

@@ -136,14 +136,17 @@ def test_failed_write_leaves_nothing(tmp_path, tiny_onnx, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_int8_keeps_the_contract_and_stays_close(tiny_onnx):
+@pytest.mark.parametrize("weight_bits", [7, 8])
+def test_int8_keeps_the_contract_and_stays_close(tiny_onnx, weight_bits):
+    """Both targets of ``rfmml-export --int8-weights`` (8: GPTQ-rounded 8-bit weights; this conv net
+    has no 1x1 or depthwise layer, so GPTQ must leave every layer as onnxruntime rounded it)."""
     import onnx
 
-    from rfmml.export.quantize import preprocessing_nodes, quantize_int8
+    from rfmml.export.quantize import int8_settings, preprocessing_nodes, quantize_int8
 
     excluded = preprocessing_nodes(onnx.load_from_string(tiny_onnx))
     assert excluded and not any("conv" in name.lower() for name in excluded)
-    int8 = quantize_int8(tiny_onnx, _images(32, seed=5), batch_size=8)
+    int8 = quantize_int8(tiny_onnx, _images(32, seed=5), batch_size=8, settings=int8_settings(weight_bits))
     ops = {node.op_type for node in onnx.load_from_string(int8).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     images = _images(7, seed=6)
