@@ -31,7 +31,7 @@ from inference import time_round_robin  # benchmarks/inference.py
 
 from rfmml.export.parity import compare, embed_all, head_scorers, ort_embedder, ort_session
 from rfmml.export.pipeline import balanced_subset
-from rfmml.export.quantize import Int8Settings, quantize_int8
+from rfmml.export.quantize import Int8Settings, int8_settings, quantize_int8
 from rfmml.runtime.artifact import load_head
 
 # name -> (settings, calibration images); the "first_dw_*" variants of calibration and activations
@@ -93,7 +93,7 @@ SETTINGS: dict[str, tuple[Int8Settings, int]] = {
         256,
     ),
     "default_gptq": (Int8Settings(rounding="gptq"), 256),
-    "8bit_bc_gptq": (Int8Settings(reduce_range=False, rounding="gptq"), 256),
+    "8bit_bc_gptq": (int8_settings(8), 256),  # rfmml-export --int8 --int8-weights 8
     "first_dw_drop_act": (
         Int8Settings(bias_correction=False, float_depthwise="first", keep_activations=False),
         256,

@@ -126,7 +126,7 @@ def int8_settings(weight_bits: int = DEFAULT_INT8_WEIGHTS) -> Int8Settings:
     layers' output error (GPTQ, :mod:`rfmml.export.int8_rounding`): for CPUs with VNNI (AVX-512 VNNI,
     AVX-VNNI) or ARM dot-product instructions; on AVX2-only x86 the int16 sums can saturate.
     Measured on a trained efficientnet_lite0 (BENCHMARKS.md): agreement 96.8 / 97.7 % (7) and
-    99.0 / 98.9 % (8) proto / svm, both about 2x fp32."""
+    99.0 / 98.85 % (8) proto / svm, both about 2x fp32."""
     if weight_bits not in INT8_WEIGHT_BITS:
         raise ValueError(
             f"int8 weights must be {' or '.join(map(str, INT8_WEIGHT_BITS))} bits, not {weight_bits}"

@@ -139,7 +139,7 @@ def test_failed_write_leaves_nothing(tmp_path, tiny_onnx, monkeypatch):
 @pytest.mark.parametrize("weight_bits", [7, 8])
 def test_int8_keeps_the_contract_and_stays_close(tiny_onnx, weight_bits):
     """Both targets of ``rfmml-export --int8-weights`` (8: GPTQ-rounded 8-bit weights; this conv net
-    has no 1x1 or depthwise layer, so GPTQ must leave every layer as onnxruntime rounded it)."""
+    has no 1x1 or depthwise layer, so GPTQ has nothing to re-round, which must work too)."""
     import onnx
 
     from rfmml.export.quantize import int8_settings, preprocessing_nodes, quantize_int8
