@@ -207,11 +207,11 @@ def _variant(
     the agreement report, its accuracy per head kind); ExportError below --min-agreement."""
     if precision == "int8":
         log(
-            f"quantizing to int8 (static QDQ, per-channel, calibrated on {options.calibration_images} "
-            "training images) ..."
+            f"quantizing to int8 (static QDQ, per-channel, {options.int8_weights}-bit weights, calibrated "
+            f"on {options.calibration_images} training images) ..."
         )
         pick = balanced_subset(inputs.train_labels, options.calibration_images, 1)
-        data = _quantize(float_bytes, inputs.train_images[pick])
+        data = _quantize(float_bytes, inputs.train_images[pick], options.int8_weights)
     else:
         from rfmml.export.quantize import export_fp16
 
@@ -237,10 +237,10 @@ def _variant(
     return data, report, accuracy
 
 
-def _quantize(float_bytes: bytes, calibration: np.ndarray) -> bytes:
-    from rfmml.export.quantize import quantize_int8
+def _quantize(float_bytes: bytes, calibration: np.ndarray, weight_bits: int) -> bytes:
+    from rfmml.export.quantize import int8_settings, quantize_int8
 
-    return quantize_int8(float_bytes, calibration)
+    return quantize_int8(float_bytes, calibration, settings=int8_settings(weight_bits))
 
 
 def _fmt(accuracy: dict[str, float]) -> str:

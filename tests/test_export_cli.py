@@ -119,3 +119,11 @@ def test_help_and_refused_flags_do_not_load_torch(tmp_path) -> None:
 def test_opset_range_is_the_exporters() -> None:
     constants = pytest.importorskip("torch.onnx._constants")
     assert constants.ONNX_MAX_OPSET == MAX_OPSET  # update options.MAX_OPSET with the pinned torch
+
+
+def test_int8_weights_are_7_or_8_bits(tmp_path, capsys):
+    """--int8-weights picks the int8 weight width (8: GPTQ-rounded, for VNNI / ARM CPUs); anything
+    else is one line naming the flag, exit 2."""
+    args = ["--int8-weights", "6", "--run", str(tmp_path), str(tmp_path / "m.onnx"), "--int8"]
+    assert main(args) == 2
+    assert "--int8-weights" in _error_line(capsys)
