@@ -110,10 +110,20 @@ LAST_METHOD_FLAGS: dict[str, list[str]] = {
     "protonet": [*LAST_EPISODIC, "--ret-episodes", "3000"],
     "rfmml": [*LAST_EPISODIC, "--ret-episodes", "1000", "--acf-episodes", "2000", "--acf-lr", "1e-6"],
     "rfmml-plus": [*LAST_EPISODIC, "--ret-episodes", "1000", "--acf-episodes", "2000", "--acf-lr", "1e-5"],
+    # does RET help once the backbone's last stage trains? (in head mode it does not)
+    "rfmml-plus-no-ret": [
+        *LAST_EPISODIC,
+        "--ret-episodes",
+        "0",
+        "--acf-episodes",
+        "2000",
+        "--acf-lr",
+        "1e-5",
+    ],
 }
 GRIDS = {  # --tune: (method flags, the --method each name runs, whether post-hoc heads are measured)
     "head": (HEAD_METHOD_FLAGS, HEAD_BASE_METHOD, True),
-    "last": (LAST_METHOD_FLAGS, {}, False),
+    "last": (LAST_METHOD_FLAGS, {"rfmml-plus-no-ret": "rfmml-plus"}, False),
 }
 RESULT_FILES = ("eval.json", "config.json", "split.json")
 
