@@ -38,6 +38,8 @@ from tuning import DATA, episodes_per_second  # noqa: E402
 SUBSET = ["--train-per-class", "30", "--val-per-class", "5", "--test-per-class", "5"]
 SUBSET += ["--minority-classes", "4", "--minority-shots", "5", "--seed", "0", "--no-progress"]
 SUBSET += ["--acf-episodes", "0", "--svm-c", "1", "--threads", "1"]  # 1 thread per process, as torchrun sets
+# the method BENCHMARKS.md measured, named: the default is rfmml-plus since issue 11
+SUBSET += ["--method", "rfmml"]
 CASES = {
     "conv4": ["--backbone", "conv4", "--no-pretrained", "--tune", "all", "--image-size", "32"],
     "lite0": ["--backbone", "efficientnet_lite0", "--tune", "head", "--image-size", "64"],

@@ -1,12 +1,13 @@
 """``rfmml-demo``: the README's main job on the embedded default, no download.
 
-Trains RF-MML on the trainer's synthetic aerial set the way ``rfmml-train --data DIR`` trains by
-default (efficientnet_lite0 with its packaged ImageNet weights, ``--tune head``; at 64 px), exports
-the pair (model.onnx + model.npz), builds a synthetic scene whose every tile has a known class
-(patches of land cover drawn from new, unseen tiles), classifies it with the runtime exactly as
-``rfmml-infer`` does, and prints the accuracy of the class map and where the pictures are: the
-quick-look shows the scene, the class map and, since every tile's class is known, a third panel
-marking the wrong tiles. Errors and exit codes are the shared shell's (``rfmml.runtime.cli_shell``).
+Trains RF-MML+ on the trainer's synthetic aerial set the way ``rfmml-train --data DIR`` trains by
+default (``--method rfmml-plus``, efficientnet_lite0 with its packaged ImageNet weights, ``--tune
+head``; at 64 px), exports the pair (model.onnx + model.npz), builds a synthetic scene whose every
+tile has a known class (patches of land cover drawn from new, unseen tiles), classifies it with the
+runtime exactly as ``rfmml-infer`` does, and prints the accuracy of the class map and where the
+pictures are: the quick-look shows the scene, the class map and, since every tile's class is known,
+a third panel marking the wrong tiles. Errors and exit codes are the shared shell's
+(``rfmml.runtime.cli_shell``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ def test_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("class-map accuracy:"))
     accuracy = float(line.split()[2].rstrip("%"))
-    assert accuracy > 70.0, line  # chance is 12.5 %; measured 90.6 % (seed 0, lite0 --tune head)
+    # chance is 12.5 %; measured 89.6 % (seed 0, lite0 --tune head, the default rfmml-plus; rfmml: 90.6 %)
+    assert accuracy > 70.0, line
     for name in ("model.onnx", "model.npz", "classmap.csv", "quicklook.png", "run/eval.json"):
         assert (tmp_path / "demo" / name).is_file(), name
     assert (tmp_path / "demo" / "classmap.tif").is_file() or (tmp_path / "demo" / "classmap.png").is_file()

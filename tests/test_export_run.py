@@ -58,14 +58,21 @@ def test_head_contents(synthetic_run, exported):
     from rfmml.runtime.artifact import load_head, sha256_file
     from rfmml.trainer.data import load_part
     from rfmml.trainer.heads import embed, fit_prototypes
+    from rfmml.trainer.proto_calibration import embedding_centre
     from rfmml.trainer.run import load_run
 
     head = load_head(exported.with_suffix(".npz"))
     assert head.onnx_sha256 == sha256_file(exported)
     loaded = load_run(synthetic_run)
     images, labels = load_part(loaded.split, "train", loaded.config.image_size)
-    # prototypes = mean embedding of ALL training images under the exported weights
-    reference = fit_prototypes(embed(loaded.model, images), labels, len(loaded.split.classes)).numpy()
+    train_emb = embed(loaded.model, images)
+    # the default method (rfmml-plus) ships the calibrated Proto head: centre = mean embedding of ALL
+    # training images, prototypes = class means of those embeddings centred and L2-normalised, all
+    # under the exported weights
+    assert loaded.config.method == "rfmml-plus" and head.proto_centre is not None
+    centre = embedding_centre(train_emb)
+    np.testing.assert_allclose(head.proto_centre, centre, rtol=1e-4, atol=1e-4 * np.abs(centre).max())
+    reference = fit_prototypes(train_emb, labels, len(loaded.split.classes), head.proto_centre).numpy()
     np.testing.assert_allclose(head.prototypes, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
     assert head.class_names == tuple(loaded.split.classes)
     assert head.input_size == (loaded.config.image_size,) * 2

@@ -81,7 +81,7 @@ def test_saved_head_scores_exactly_like_the_fitted_one(tmp_path):
 
 def test_evaluate_heads_reports_what_the_runtime_predicts():
     parts = {"train": _part([20, 20, 5], 0), "val": _part([5, 5, 5], 1), "test": _part([10, 10, 10], 2)}
-    config = TrainConfig(out="unused", svm_c=(0.1, 1.0, 10.0), batch_size=7, image_size=4)
+    config = TrainConfig(out="unused", svm_c=(0.1, 1.0, 10.0), batch_size=7, image_size=4, proto_head="plain")
     result = evaluate_heads(MeanColour(), parts, CLASSES, ["a", "b"], config, torch.device("cpu"))
 
     train_emb = MeanColour()(parts["train"][0])

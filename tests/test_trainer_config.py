@@ -208,3 +208,76 @@ def test_finite_float_refuses_nan_and_inf_inside_open_ranges() -> None:
 
 def test_every_paper_default_is_a_setting() -> None:
     assert set(PAPER_DEFAULTS) <= set(SETTINGS)
+
+
+# --method (issue 11): rfmml-plus by default, for real data and for the embedded synthetic set alike;
+# --preset paper is the paper's setting, so the paper's method; a --method given always wins.
+@pytest.mark.parametrize("data", [None, "/d"])
+def test_the_default_method_is_rfmml_plus(data: str | None) -> None:
+    assert TrainConfig(out="r", data=data).method is None  # resolved before training, like the budgets
+    config, _ = resolve_defaults(TrainConfig(out="r", data=data))
+    assert (config.method, config.proto_head, config.calibrated_proto) == ("rfmml-plus", "calibrated", True)
+    if data is not None:  # real data, --tune head: RF-MML+'s short RET and long ACF
+        assert (config.tune, config.ret_episodes, config.acf_episodes, config.acf_lr) == (
+            "head",
+            5000,
+            20000,
+            1e-5,
+        )
+    else:  # the synthetic set's shrunken budget, whatever the method
+        assert (config.tune, config.ret_episodes, config.acf_episodes, config.acf_lr) == (
+            "all",
+            500,
+            200,
+            2e-4,
+        )
+
+
+@pytest.mark.parametrize("data", [None, "/d"])
+def test_preset_paper_resolves_to_the_papers_method(data: str | None) -> None:
+    config, _ = resolve_defaults(TrainConfig(out="r", data=data, preset="paper"))
+    assert (config.method, config.proto_head, config.calibrated_proto) == ("rfmml", "plain", False)
+    assert (config.ret_episodes, config.acf_episodes, config.acf_lr) == (80_000, 2_000, 1e-6)
+
+
+@pytest.mark.parametrize("method", ["rfmml", "rfmml-plus", "protonet", "logit-adjust", "frozen"])
+@pytest.mark.parametrize("data,preset", [(None, None), ("/d", None), (None, "paper"), ("/d", "paper")])
+def test_a_method_given_always_wins(method: str, data: str | None, preset: str | None) -> None:
+    config, _ = resolve_defaults(TrainConfig(out="r", data=data, preset=preset, method=method))
+    assert config.method == method
+    assert config.calibrated_proto == (method == "rfmml-plus")
+    parsed = command.make_context("rfmml-train", ["--out", "r", "--method", method]).params
+    assert new_config({k: v for k, v in parsed.items() if k in SETTINGS}, False).method == method
+
+
+def test_an_old_config_json_of_the_papers_method_loads_and_resumes_as_rfmml(tmp_path: Path) -> None:
+    """A run written when rfmml was the default: config.json holds "method": "rfmml" (and, before
+    --proto-head, no proto_head key); reading or resuming it keeps the paper's method and head."""
+    run = _run_folder(tmp_path / "run", method="rfmml")
+    old = json.loads((run / "config.json").read_text())
+    del old["proto_head"]
+    (run / "config.json").write_text(json.dumps(old))
+    config = read_config(run)
+    assert (config.method, config.proto_head, config.calibrated_proto) == ("rfmml", None, False)
+    ctx = command.make_context("rfmml-train", ["--resume", str(run), "--device", "cpu"])
+    assert resumed_config(ctx, str(run), no_cache=False).method == "rfmml"
+    ctx = command.make_context("rfmml-train", ["--resume", str(run), "--method", "rfmml-plus"])
+    with pytest.raises(InputError, match="drop --method"):  # a resumed run keeps its method
+        resumed_config(ctx, str(run), no_cache=False)
+
+
+@pytest.mark.parametrize("method", [None, "missing"])
+def test_a_config_json_without_its_method_is_refused(tmp_path: Path, method: str | None) -> None:
+    run = _run_folder(tmp_path, method=method)
+    if method == "missing":
+        values = json.loads((run / "config.json").read_text())
+        del values["method"]
+        (run / "config.json").write_text(json.dumps(values))
+    with pytest.raises(InputError, match=r"config.json: method: missing \(not a config.json written by"):
+        read_config(run)
+
+
+def test_help_names_the_default_method(capsys) -> None:
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[default: rfmml-plus; --preset paper: rfmml]" in out

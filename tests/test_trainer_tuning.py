@@ -52,7 +52,7 @@ def test_preset_paper_in_config_json_flags_given_win(tmp_path: Path) -> None:
     flags = ["--backbone", "conv4", "--ret-episodes", "4", "--acf-episodes", "2", "--val-every", "2"]
     assert main(["--out", str(out), "--preset", "paper", *flags, "--image-size", "16", "--no-progress"]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["preset"] == "paper" and config["tune"] == "all"
+    assert config["preset"] == "paper" and config["tune"] == "all" and config["method"] == "rfmml"
     assert (config["ret_lr"], config["acf_lr"], config["val_every"]) == (5e-6, 1e-6, 2)
     assert (config["ret_episodes"], config["backbone"], config["pretrained"]) == (4, "conv4", False)
 
@@ -66,7 +66,15 @@ def test_real_data_defaults_are_offline_pretrained_head() -> None:
         "head",
         256,
     )
-    assert (config.ret_episodes, config.acf_episodes) == (80_000, 2_000) and shrunk == []
+    # the default method, rfmml-plus: its short RET and long ACF; the paper's method: the paper's budget
+    assert (config.method, config.ret_episodes, config.acf_episodes) == ("rfmml-plus", 5_000, 20_000)
+    assert shrunk == []
+    paper_method, _ = resolve_defaults(TrainConfig(out="r", data="/d", method="rfmml"))
+    assert (paper_method.ret_episodes, paper_method.acf_episodes, paper_method.tune) == (
+        80_000,
+        2_000,
+        "head",
+    )
     scratch, _ = resolve_defaults(TrainConfig(out="r", data="/d", backbone="conv4"))
     assert (scratch.tune, scratch.pretrained, scratch.image_size, scratch.ret_lr) == ("all", False, 224, 5e-6)
     probe, _ = resolve_defaults(TrainConfig(out="r", data="/d", method="logit-adjust"))

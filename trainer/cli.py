@@ -21,9 +21,10 @@ EXAMPLES = """
 \b
 Examples:
   rfmml-train --out runs/demo                       # embedded synthetic set, about a minute on a CPU
-  rfmml-train --data ~/EuroSAT --out runs/lite0     # efficientnet_lite0 ImageNet (offline), --tune head
+  rfmml-train --data ~/EuroSAT --out runs/lite0     # rfmml-plus, lite0 ImageNet (offline), --tune head
+  rfmml-train --data ~/EuroSAT --method rfmml --out runs/rfmml   # the paper's method, same backbone
   rfmml-train --data ~/EuroSAT --method frozen --out runs/frozen   # no training: the baseline to beat
-  rfmml-train --data ~/AID --preset paper --out runs/paper   # wide_resnet50_2, 224 px, 80,000 + 2,000
+  rfmml-train --data ~/AID --preset paper --out runs/paper   # rfmml, wide_resnet50_2, 224 px, 80,000 + 2,000
   rfmml-train --data ~/AID --test-per-class 100 --minority-classes 10 --minority-shots 10 --out runs/aid-s10
   rfmml-train --data ~/tiles --minority River --minority Port --out runs/mine   # natural imbalance
   rfmml-train --data ~/AID --split runs/aid-s10/split.json --seed 2 --out runs/aid-s10-seed2
@@ -172,10 +173,10 @@ def new_config(values: dict[str, Any], no_cache: bool) -> TrainConfig:
 
 
 def train(resume: str | None, no_cache: bool, **values: Any) -> None:
-    """Train an RF-MML embedding (RET on majority classes, then ACF on all classes), or a baseline
-    (--method), and evaluate the Proto and SVM heads (and the linear layer of cross-entropy
-    baselines) on the test split. Writes RUN/config.json, split.json, metrics.jsonl,
-    last.pt, best.pt and eval.json."""
+    """Train an RF-MML embedding (RET on majority classes, then ACF on all classes; by default
+    RF-MML+, with the calibrated Proto head; --method rfmml: the paper's), or a baseline (--method),
+    and evaluate the Proto and SVM heads (and the linear layer of cross-entropy baselines) on the
+    test split. Writes RUN/config.json, split.json, metrics.jsonl, last.pt, best.pt and eval.json."""
     from rfmml.trainer.run import run_training
 
     if resume is not None:

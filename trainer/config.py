@@ -25,7 +25,13 @@ import click
 
 from rfmml.runtime.artifact_schema import DISTANCES
 from rfmml.runtime.errors import InputError
-from rfmml.trainer.config_defaults import DEFAULT_TRAIN_FRAC, HEAD_EMBED_DIM, PAPER_DEFAULTS
+from rfmml.trainer.config_defaults import (
+    DEFAULT_METHOD,
+    DEFAULT_TRAIN_FRAC,
+    HEAD_EMBED_DIM,
+    PAPER_DEFAULTS,
+    PAPER_METHOD,
+)
 from rfmml.trainer.config_fields import (
     CROSS_ENTROPY,
     EPISODIC,
@@ -77,14 +83,16 @@ class TrainConfig:
         default_text="the embedded synthetic set",
         metavar="DIR",
     )
-    method: str = setting(
-        "rfmml",
-        help="rfmml (RET + ACF); ablations rfmml-no-ret, rfmml-no-acf; rfmml-plus (RF-MML+: RET + ACF "
-        "with the calibrated Proto head, and with --tune head a short RET and a long ACF); protonet "
-        "(fixed all-class episodes); cross-entropy baselines with a linear layer: plain, reweight, "
-        "resample, logit-adjust; frozen (no training: the pretrained features with the Proto and SVM heads).",
+    method: str | None = setting(
+        None,
+        help="rfmml-plus (RF-MML+: RET + ACF with the calibrated Proto head, and with --tune head a "
+        "short RET and a long ACF; it beat every baseline on EuroSAT-LT, RESULTS.md); rfmml (the "
+        "paper's RET + ACF); ablations rfmml-no-ret, rfmml-no-acf; protonet (fixed all-class "
+        "episodes); cross-entropy baselines with a linear layer: plain, reweight, resample, "
+        "logit-adjust; frozen (no training: the pretrained features with the Proto and SVM heads).",
         section=RUN,
         type=click.Choice(METHODS),
+        default_text=f"{DEFAULT_METHOD}; --preset paper: {PAPER_METHOD}",
         metavar="METHOD",
     )
     seed: int = setting(
@@ -95,12 +103,13 @@ class TrainConfig:
     )
     preset: str | None = setting(
         None,
-        help="paper: the paper's setting in one flag: wide_resnet50_2 with ImageNet weights (from "
-        "torchvision's cache, or a download where allowed; offline: --weights FILE), 224 px, 80,000 RET + "
-        "2,000 ACF episodes at lr 5e-6 / 1e-6, --tune all. Flags given beside it win.",
+        help="paper: the paper's setting in one flag: its method (rfmml), wide_resnet50_2 with ImageNet "
+        "weights (from torchvision's cache, or a download where allowed; offline: --weights FILE), 224 "
+        "px, 80,000 RET + 2,000 ACF episodes at lr 5e-6 / 1e-6, --tune all. Flags given beside it win.",
         section=RUN,
         type=click.Choice(PRESETS),
-        default_text="efficientnet_lite0 ImageNet weights (packaged, offline), 128 px, --tune head",
+        default_text=f"{DEFAULT_METHOD}, efficientnet_lite0 ImageNet weights (packaged, offline), 128 px, "
+        "--tune head",
     )
     augment: bool | None = setting(
         None,
@@ -335,7 +344,8 @@ class TrainConfig:
     @property
     def calibrated_proto(self) -> bool:
         """Whether the Proto head is the calibrated one (--proto-head; unset, as in a config.json
-        written before the option: calibrated for rfmml-plus only)."""
+        written before the option: calibrated for rfmml-plus only). Read it on a resolved config:
+        an unset --method (resolve_defaults picks it) counts as not rfmml-plus."""
         return (self.proto_head or ("calibrated" if self.method == PLUS_METHOD else "plain")) == "calibrated"
 
 
@@ -367,7 +377,7 @@ def read_config(run_dir: str | Path) -> TrainConfig:
     if isinstance(raw, dict) and "tune" not in raw:  # written before --tune: the whole network trained
         raw = {**raw, "tune": "all"}
     config = TrainConfig.from_dict(raw, source=str(path))
-    unresolved = [k for k in PAPER_DEFAULTS if getattr(config, k) is None]
+    unresolved = [k for k in ("method", *PAPER_DEFAULTS) if getattr(config, k) is None]
     if unresolved:
         raise InputError(f"{path}: {unresolved[0]}: missing (not a config.json written by rfmml-train)")
     return config
