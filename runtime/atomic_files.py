@@ -4,13 +4,17 @@ The one mechanism every writer uses (trainer checkpoints, split.json, eval.json,
 export's model and head, inference outputs, enrolled heads):
 
 - :func:`temporary_for`: the temporary a file is written to first, beside it (so the rename is atomic),
-  named for who wrote it: ``.<name>.<tag>.<pid>-<n>.tmp``, ``tag`` the command (``rfmml-train``,
-  ``rfmml-export``, ``rfmml-infer``, ``rfmml-enroll``; ``rfmml`` when a caller does not say), ``pid`` the
-  writing process, ``n`` a counter of this process.
+  named for who wrote it: ``.<name>.<tag>.<host>.<pid>-<n>.tmp``, ``tag`` the command (``rfmml-train``,
+  ``rfmml-export``, ``rfmml-infer``, ``rfmml-enroll``; ``rfmml`` when a caller does not say), ``host``
+  the writing machine (:func:`host_token`), ``pid`` the writing process, ``n`` a counter of this process.
 - :func:`atomic_write`: fill such a temporary, give it the permissions an ordinary ``open(path, "w")``
   would, ``os.replace`` it over the target; the temporary is removed when writing fails.
 - :func:`remove_stale_temporaries`: a kill -9 leaves temporaries behind; the next writer in that folder
   removes those of its tag whose process is gone, and only those: the names say which process wrote them.
+  A pid means something only on its own host, so a temporary of another host (workers of several hosts
+  writing into one shared folder) is never removed: its own host's next writer removes it. Temporaries
+  of earlier versions, ``.<name>.<tag>.<pid>-<n>.tmp`` (no host), are judged by their pid on this host,
+  as those versions did, so an upgrade still cleans what their killed runs left.
 
 A leaf module (standard library only), so the trainer can import it without loading the rest of the
 runtime.
@@ -22,14 +26,19 @@ import functools
 import itertools
 import os
 import re
+import socket
 import stat
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_TAG = "rfmml"
-# A temporary of any tag, as the tail of a name: what a writer adds when it writes into a temporary
-# of ours (export's head, written atomically into export's own temporary).
-_ANY_TEMPORARY = r"\.[A-Za-z0-9_-]+\.\d+-\d+\.tmp"
+# A host as it appears in a name: the characters a tag may have, so names parse without ambiguity.
+_HOST_CHAR = "A-Za-z0-9_-"
+_HOST_MAX = 64  # Linux's HOST_NAME_MAX; longer names (other systems) are cut, with a digest
+# A temporary of any tag (and host, absent in names of earlier versions), as the tail of a name: what
+# a writer adds when it writes into a temporary of ours (export's head, written into export's own).
+_ANY_TEMPORARY = rf"\.[{_HOST_CHAR}]+(?:\.[{_HOST_CHAR}]+)?\.\d+-\d+\.tmp"
 # Files a library may write beside a temporary (GDAL's ``.aux.xml`` beside a raster it created).
 _SIDECARS = (r"\.aux\.xml",)
 _counter = itertools.count(1)
@@ -44,10 +53,25 @@ def umask_mode() -> int:
     return 0o666 & ~mask
 
 
+def host_token() -> str:
+    """This host as it appears in temporaries' names: ``socket.gethostname()`` when it has only
+    ``[A-Za-z0-9_-]`` and at most 64 characters; otherwise its other characters as ``_``, cut to 55,
+    plus ``-`` and the CRC-32 of the full name in 8 hex digits (so ``a.b`` and ``a_b`` stay two hosts).
+    Never empty. Read on every call: a renamed host's own temporaries then look foreign (kept), never
+    the reverse."""
+    name = socket.gethostname()
+    token = re.sub(f"[^{_HOST_CHAR}]", "_", name)
+    if token == name and 0 < len(token) <= _HOST_MAX:
+        return token
+    digest = zlib.crc32(name.encode("utf-8", "surrogateescape"))
+    return f"{token[: _HOST_MAX - 9]}-{digest:08x}"
+
+
 def temporary_for(path: str | Path, tag: str = DEFAULT_TAG) -> Path:
-    """The temporary ``path`` is written to first: ``.<name>.<tag>.<pid>-<n>.tmp`` in its folder."""
+    """The temporary ``path`` is written to first: ``.<name>.<tag>.<host>.<pid>-<n>.tmp`` in its folder
+    (``host``: :func:`host_token`)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{tag}.{os.getpid()}-{next(_counter)}.tmp")
+    return path.with_name(f".{path.name}.{tag}.{host_token()}.{os.getpid()}-{next(_counter)}.tmp")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None], tag: str = DEFAULT_TAG) -> None:
@@ -113,18 +137,21 @@ def process_alive(pid: int) -> bool:
 
 @functools.cache
 def _stale_pattern(tag: str) -> re.Pattern[str]:
-    """``.<name>.<tag>.<pid>-<n>.tmp``, or that followed by a sidecar or by a temporary written into it."""
+    """``.<name>.<tag>.<host>.<pid>-<n>.tmp`` (or, from earlier versions, without ``.<host>``), or that
+    followed by a sidecar or by a temporary written into it."""
     tails = "|".join((*_SIDECARS, _ANY_TEMPORARY))
-    return re.compile(rf"^\..+?\.{re.escape(tag)}\.(?P<pid>\d+)-\d+\.tmp(?:{tails})?$")
+    host = rf"(?:\.(?P<host>[{_HOST_CHAR}]+))?"
+    return re.compile(rf"^\..+?\.{re.escape(tag)}{host}\.(?P<pid>\d+)-\d+\.tmp(?:{tails})?$")
 
 
 def remove_stale_temporaries(folder: str | Path, tag: str, started: float | None = None) -> list[Path]:
     """Remove the temporaries that killed ``tag`` writers left in ``folder``; return them.
 
     Stale: a regular file named like :func:`temporary_for` ``(…, tag)`` (or its sidecar, or a temporary
-    written into it) whose writing process no longer exists, or is this process (its pid reused after
-    a restart) and the file predates ``started`` (``time.time()`` when this writer began; None: this
-    process's temporaries are never stale). A live writer's temporaries and every other file are left.
+    written into it) by this host (or by an earlier version, whose names have no host) whose writing
+    process no longer exists, or is this process (its pid reused after a restart) and the file predates
+    ``started`` (``time.time()`` when this writer began; None: this process's temporaries are never
+    stale). Another host's temporaries, a live writer's and every other file are left.
     """
     folder = Path(folder)
     try:
@@ -132,10 +159,13 @@ def remove_stale_temporaries(folder: str | Path, tag: str, started: float | None
     except OSError:
         return []
     pattern = _stale_pattern(tag)
+    host = host_token()
     removed = []
     for name in names:
         match = pattern.match(name)
-        if match is not None and _is_stale(folder / name, int(match["pid"]), started):
+        if match is None or match["host"] not in (None, host):  # another host's pid says nothing here
+            continue
+        if _is_stale(folder / name, int(match["pid"]), started):
             try:
                 (folder / name).unlink()
             except FileNotFoundError:  # another writer cleaned it first

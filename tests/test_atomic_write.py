@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 from rfmml.runtime.atomic_files import (
     atomic_write,
     atomic_write_bytes,
+    host_token,
     process_alive,
     remove_stale_temporaries,
     temporary_for,
@@ -56,8 +58,8 @@ def test_the_temporary_says_who_wrote_it_and_a_failed_write_removes_it(tmp_path:
 
     with pytest.raises(OSError):
         atomic_write(tmp_path / "last.pt", failing, tag="rfmml-train")
-    assert re.fullmatch(rf"\.last\.pt\.rfmml-train\.{os.getpid()}-\d+\.tmp", seen[0])
-    assert temporary_for(tmp_path / "m.png").name.startswith(f".m.png.rfmml.{os.getpid()}-")
+    assert re.fullmatch(rf"\.last\.pt\.rfmml-train\.{host_token()}\.{os.getpid()}-\d+\.tmp", seen[0])
+    assert temporary_for(tmp_path / "m.png").name.startswith(f".m.png.rfmml.{host_token()}.{os.getpid()}-")
     assert temporary_for(tmp_path / "m.png") != temporary_for(tmp_path / "m.png")  # a counter
     assert list(tmp_path.iterdir()) == []
 
@@ -72,40 +74,107 @@ def test_a_write_error_without_a_file_name_names_the_target(tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []
 
 
-def test_only_stale_temporaries_of_the_tag_are_removed(tmp_path: Path) -> None:
+# "": names of earlier versions (no host), judged by pid as they were, so an upgrade still cleans them
+@pytest.mark.parametrize("host", [f".{host_token()}", ""], ids=["this-host", "earlier-version"])
+def test_only_stale_temporaries_of_the_tag_are_removed(tmp_path: Path, host: str) -> None:
     dead, alive, me = _dead_pid(), os.getppid(), os.getpid()
     started = time.time()
+    infer = f"rfmml-infer{host}"
     stale = [
-        f".map.tif.rfmml-infer.{dead}-3.tmp",
-        f".map.tif.rfmml-infer.{dead}-3.tmp.aux.xml",  # GDAL's sidecar beside it
-        f"..model.npz.rfmml-infer.{dead}-4.tmp.rfmml.{dead}-5.tmp",  # an atomic write into ours
-        f".old.csv.rfmml-infer.{me}-1.tmp",  # this pid, but from before this writer began (a reused pid)
+        f".map.tif.{infer}.{dead}-3.tmp",
+        f".map.tif.{infer}.{dead}-3.tmp.aux.xml",  # GDAL's sidecar beside it
+        f"..model.npz.{infer}.{dead}-4.tmp.rfmml{host}.{dead}-5.tmp",  # an atomic write into ours
+        f".old.csv.{infer}.{me}-1.tmp",  # this pid, but from before this writer began (a reused pid)
     ]
     kept = [
-        f".map.csv.rfmml-infer.{alive}-1.tmp",  # a live writer's
-        f".new.csv.rfmml-infer.{me}-2.tmp",  # this writer's own, written after it began
-        f".last.pt.rfmml-train.{dead}-1.tmp",  # another command's
-        f".last.pt.rfmml.{dead}-1.tmp",  # the default tag is another tag
-        f".map.tif.rfmml-infer.{dead}.tmp",  # not the pattern (no counter)
-        f"map.tif.rfmml-infer.{dead}-1.tmp",  # not hidden
-        f".map.tif.rfmml-infer.{dead}-1.tmp.bak",
-        ".map.tif.rfmml-infer.0-1.tmp.txt",
+        f".map.csv.{infer}.{alive}-1.tmp",  # a live writer's
+        f".new.csv.{infer}.{me}-2.tmp",  # this writer's own, written after it began
+        f".last.pt.rfmml-train{host}.{dead}-1.tmp",  # another command's
+        f".last.pt.rfmml{host}.{dead}-1.tmp",  # the default tag is another tag
+        f".map.tif.{infer}.{dead}.tmp",  # not the pattern (no counter)
+        f"map.tif.{infer}.{dead}-1.tmp",  # not hidden
+        f".map.tif.{infer}.{dead}-1.tmp.bak",
+        f".map.tif.{infer}.0-1.tmp.txt",
         "map.tif",
     ]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"x")
-    os.utime(tmp_path / f".old.csv.rfmml-infer.{me}-1.tmp", (started - 60, started - 60))
-    os.utime(tmp_path / f".new.csv.rfmml-infer.{me}-2.tmp", (started + 1, started + 1))
-    (tmp_path / f".dir.tif.rfmml-infer.{dead}-1.tmp").mkdir()  # a folder is never removed
-    (tmp_path / f".link.tif.rfmml-infer.{dead}-1.tmp").symlink_to(tmp_path / "map.tif")  # nor a link
-    kept += [f".dir.tif.rfmml-infer.{dead}-1.tmp", f".link.tif.rfmml-infer.{dead}-1.tmp"]
+    os.utime(tmp_path / f".old.csv.{infer}.{me}-1.tmp", (started - 60, started - 60))
+    os.utime(tmp_path / f".new.csv.{infer}.{me}-2.tmp", (started + 1, started + 1))
+    (tmp_path / f".dir.tif.{infer}.{dead}-1.tmp").mkdir()  # a folder is never removed
+    (tmp_path / f".link.tif.{infer}.{dead}-1.tmp").symlink_to(tmp_path / "map.tif")  # nor a link
+    kept += [f".dir.tif.{infer}.{dead}-1.tmp", f".link.tif.{infer}.{dead}-1.tmp"]
 
     removed = remove_stale_temporaries(tmp_path, "rfmml-infer", started)
     assert sorted(p.name for p in removed) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
-    (tmp_path / f".old.csv.rfmml-infer.{me}-1.tmp").write_bytes(b"x")
+    (tmp_path / f".old.csv.{infer}.{me}-1.tmp").write_bytes(b"x")
     assert remove_stale_temporaries(tmp_path, "rfmml-infer") == []  # no start time: ours are never stale
     assert remove_stale_temporaries(tmp_path / "missing", "rfmml-infer") == []
+
+
+def test_another_hosts_temporaries_are_never_removed(tmp_path: Path, monkeypatch) -> None:
+    """Workers of several hosts write into one shared folder: a pid says nothing about another host."""
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-1")
+    dead, me = _dead_pid(), os.getpid()
+    started = time.time()
+    foreign = [
+        f".map.tif.rfmml-infer.node-2.{dead}-1.tmp",  # its pid is not alive here, but may be there
+        f".map.tif.rfmml-infer.node-2.{dead}-1.tmp.aux.xml",
+        f".map.csv.rfmml-infer.node-2.{me}-1.tmp",  # this pid there is not this process
+        f".map.png.rfmml-infer.node-10.{dead}-1.tmp",  # a host named like ours, longer
+        f".map.png.rfmml-infer.node.{dead}-1.tmp",  # and shorter
+        f".map.png.rfmml-infer.NODE-1.{dead}-1.tmp",  # names are compared exactly
+        f".a.b.rfmml-infer.7.{dead}-1.tmp",  # a host that is a number
+    ]
+    ours = [f".map.tif.rfmml-infer.node-1.{dead}-2.tmp", f".old.csv.rfmml-infer.node-1.{me}-3.tmp"]
+    for name in foreign + ours:
+        (tmp_path / name).write_bytes(b"x")
+    os.utime(tmp_path / foreign[2], (started - 60, started - 60))
+    os.utime(tmp_path / ours[1], (started - 60, started - 60))
+
+    assert sorted(p.name for p in remove_stale_temporaries(tmp_path, "rfmml-infer", started)) == ours
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(foreign)
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-2")  # node-2's next writer cleans its own
+    removed = remove_stale_temporaries(tmp_path, "rfmml-infer", started)
+    assert sorted(p.name for p in removed) == sorted(foreign[:3])
+
+
+@pytest.mark.parametrize(
+    ("hostname", "token"),
+    [
+        ("node-7", "node-7"),
+        ("worker_03", "worker_03"),
+        ("n7.cluster.example.org", "n7_cluster_example_org-a6f1422e"),  # CRC-32 of the full name
+        ("a.b", "a_b-1eef715d"),  # not "a_b": that is another host's name
+        ("a_b", "a_b"),
+        ("b\u00fcro pc/1", "b_ro_pc_1-1773fe65"),
+        ("", "-00000000"),  # never empty
+        ("h" * 64, "h" * 64),
+        ("h" * 65, "h" * 55 + "-950336de"),  # at most 64 characters
+        ("x" * 300, "x" * 55 + "-1b432d13"),
+    ],
+)
+def test_the_host_in_a_name_is_a_safe_token_that_still_parses(
+    tmp_path: Path, monkeypatch, hostname: str, token: str
+) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: hostname)
+    assert host_token() == token
+    first = temporary_for(tmp_path / "map.tif", "rfmml-infer")
+    second = temporary_for(tmp_path / "map.tif", "rfmml-infer")
+    match = re.fullmatch(
+        rf"\.map\.tif\.rfmml-infer\.{re.escape(token)}\.{os.getpid()}-(\d+)\.tmp", first.name
+    )
+    assert match is not None and second.name == first.name.replace(
+        f"-{match[1]}.tmp", f"-{int(match[1]) + 1}.tmp"
+    )
+    # parsed back as this host's and this process's: removed once it predates this writer's start
+    for path in (first, second, second.with_name(second.name + ".aux.xml")):
+        path.write_bytes(b"x")
+        os.utime(path, (1, 1))
+    removed = remove_stale_temporaries(tmp_path, "rfmml-infer", started=2)
+    assert sorted(p.name for p in removed) == sorted([first.name, second.name, second.name + ".aux.xml"])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_process_alive() -> None:
@@ -142,7 +211,8 @@ def test_a_killed_writer_leaves_the_old_file_and_the_next_writer_removes_its_tem
     finally:
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
-    assert leftover == f".eval.json.rfmml-test.{victim.pid}-1.tmp" and target.read_bytes() == b"old"
+    assert leftover == f".eval.json.rfmml-test.{host_token()}.{victim.pid}-1.tmp"
+    assert target.read_bytes() == b"old"
     assert [p.name for p in remove_stale_temporaries(tmp_path, "rfmml-test")] == [leftover]
     assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
 

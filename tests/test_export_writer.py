@@ -16,6 +16,7 @@ import pytest
 
 from rfmml.export.writer import TAG, write_pairs
 from rfmml.runtime.artifact import Head, load_head
+from rfmml.runtime.atomic_files import host_token
 
 
 def tiny_head(tag: str = "") -> Head:
@@ -93,8 +94,8 @@ def test_kill_9_leaves_the_old_pair_and_the_next_export_cleans_up(tmp_path: Path
         victim.wait()
     leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name not in before)
     assert [re.sub(r"-\d+\.tmp$", "", name) for name in leftovers] == [
-        f".model.npz.{TAG}.{victim.pid}",
-        f".model.onnx.{TAG}.{victim.pid}",
+        f".model.npz.{TAG}.{host_token()}.{victim.pid}",
+        f".model.onnx.{TAG}.{host_token()}.{victim.pid}",
     ]
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before  # intact
 

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from runtime_fixtures import colour_pair, uniform_tile
 
+from rfmml.runtime.atomic_files import host_token
 from rfmml.runtime.cli import main
 from rfmml.runtime.errors import OutputError
 from rfmml.runtime.output_files import StagedOutputs, path_text
@@ -122,7 +123,7 @@ def test_staged_outputs_remove_stale_temporaries_of_killed_runs_and_nothing_else
         path.write_bytes(b"x")
     with StagedOutputs() as staged:
         staged.write(tmp_path / "map.png", lambda tmp: tmp.write_bytes(b"png"))
-        assert temporaries(tmp_path)[-1].startswith(f".map.png.rfmml-infer.{os.getpid()}-")
+        assert temporaries(tmp_path)[-1].startswith(f".map.png.rfmml-infer.{host_token()}.{os.getpid()}-")
     assert not stale.exists() and not stale_sidecar.exists()
     assert running.exists() and all(path.exists() for path in others)
     assert (tmp_path / "map.png").read_bytes() == b"png"
