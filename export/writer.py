@@ -1,7 +1,7 @@
 """Atomic writing of model/head pairs: ``X.onnx`` + ``X.npz`` (same stem, same folder).
 
 Every file of every pair is first written in full under a temporary name in the target folder,
-``.<name>.rfmml-export.<pid>-<n>.tmp`` (``atomic_files.temporary_for``; the model with
+``.<name>.rfmml-export.<host>.<pid>-<n>.tmp`` (``atomic_files.temporary_for``; the model with
 ``atomic_write_bytes``, the head with ``save_head``, the format's one implementation; both add a
 temporary of that temporary while they write), the model's digest is checked on the bytes actually on
 disk, and only then are the temporary files renamed onto their final names: models first, heads last. A
@@ -10,9 +10,9 @@ are atomic and take microseconds; a crash between a model's rename and its head'
 a model without a head or a new model beside an old head, and the runtime refuses both (head not found
 / digest mismatch), so a mixed pair can never be used silently.
 
-A kill -9 leaves the temporaries behind; the next export writing to that folder removes those whose
-process is gone (``atomic_files.remove_stale_temporaries``), and only those: the names say which
-process wrote them.
+A kill -9 leaves the temporaries behind; the next export writing to that folder removes those of its
+own host whose process is gone (``atomic_files.remove_stale_temporaries``), and only those: the names
+say which host and process wrote them.
 """
 
 from __future__ import annotations

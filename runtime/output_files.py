@@ -1,7 +1,7 @@
 """How ``rfmml-infer`` writes files: all or nothing, never destroying the previous outputs.
 
 - :class:`StagedOutputs`: every output of a run (class map, its ``.aux.xml``, CSV, quick-look) is
-  written to a temporary beside it, ``.<name>.rfmml-infer.<pid>-<n>.tmp`` (``atomic_files``'
+  written to a temporary beside it, ``.<name>.rfmml-infer.<host>.<pid>-<n>.tmp`` (``atomic_files``'
   ``temporary_for``), synced, and only when all are complete renamed over the final names, together,
   at the end. A failure (a full disk, Ctrl-C, a
   bad input found late) removes the temporaries and leaves the previous outputs as they were. A

@@ -15,6 +15,8 @@ from fuzz_checks import PREVIOUS, marker_absent, no_temp_files, previous_kept
 from fuzz_harness import Case
 from fuzz_world import TINY_TRAIN, World, fresh_copy
 
+from rfmml.runtime.atomic_files import host_token
+
 EXPORT_QUICK = ("--no-progress", "--parity-images", "4", "--no-svm")
 CHECKPOINT_KINDS = (
     "export evil",
@@ -96,8 +98,9 @@ def _dead_pid() -> int:
 
 def stale_temporary(folder: Path, name: str, tag: str) -> Path:
     """The temporary a killed ``tag`` writer leaves for ``name``, in the documented scheme of
-    ``rfmml.runtime.atomic_files.temporary_for``: ``.<name>.<tag>.<pid>-<n>.tmp`` (pid: a dead one)."""
-    return folder / f".{name}.{tag}.{_dead_pid()}-1.tmp"
+    ``rfmml.runtime.atomic_files.temporary_for``: ``.<name>.<tag>.<host>.<pid>-<n>.tmp`` (this host, a
+    dead pid)."""
+    return folder / f".{name}.{tag}.{host_token()}.{_dead_pid()}-1.tmp"
 
 
 def _torn(path: Path, rng: np.random.Generator) -> None:
