@@ -81,6 +81,20 @@ def test_real_data_defaults_are_offline_pretrained_head() -> None:
     assert probe.tune == "head" and probe.embed_dim is None  # a linear probe on the features
 
 
+def test_real_data_last_defaults() -> None:
+    """--tune last: rfmml-plus gets its CPU-affordable budget (RESULTS.md), other methods the paper's;
+    flags given win."""
+    plus, _ = resolve_defaults(TrainConfig(out="r", data="/d", tune="last"))
+    budget = (plus.method, plus.ret_episodes, plus.acf_episodes, plus.ret_lr, plus.acf_lr, plus.val_every)
+    assert budget == ("rfmml-plus", 1_000, 2_000, 1e-4, 1e-4, 250)
+    paper, _ = resolve_defaults(TrainConfig(out="r", data="/d", tune="last", method="rfmml"))
+    assert (paper.ret_episodes, paper.acf_episodes, paper.ret_lr, paper.acf_lr) == (80_000, 2_000, 5e-6, 1e-6)
+    given, _ = resolve_defaults(TrainConfig(out="r", data="/d", tune="last", acf_episodes=500, ret_lr=3e-5))
+    assert (given.ret_episodes, given.acf_episodes, given.ret_lr) == (1_000, 500, 3e-5)
+    everything, _ = resolve_defaults(TrainConfig(out="r", data="/d", tune="all"))
+    assert (everything.ret_episodes, everything.ret_lr) == (80_000, 5e-6)  # not measured: the paper's
+
+
 def test_synthetic_defaults_unchanged() -> None:
     config, _ = resolve_defaults(TrainConfig(out="r"))
     assert (config.backbone, config.image_size, config.tune, config.embed_dim) == ("conv4", 32, "all", None)

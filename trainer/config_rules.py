@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rfmml.trainer.config import TrainConfig
 
 
-PLUS_METHOD = "rfmml-plus"  # RF-MML+ (issue 11): PLUS_HEAD_BUDGET, proto_calibration.py
+PLUS_METHOD = "rfmml-plus"  # RF-MML+ (issue 11): config_defaults.PLUS_BUDGETS, proto_calibration.py
 EPISODIC_METHODS = ("rfmml", "protonet", "rfmml-no-ret", "rfmml-no-acf", PLUS_METHOD)
 CE_METHODS = ("plain", "reweight", "resample", "logit-adjust")
 PROTO_HEADS = ("plain", "calibrated")  # see rfmml.trainer.proto_calibration

@@ -86,7 +86,7 @@ PLANS: dict[str, tuple[PhasePlan, ...]] = {
     "rfmml-no-ret": (acf_phase,),
     "rfmml-no-acf": (ret_phase,),
     "protonet": (protonet_phase,),
-    # RF-MML+: rfmml's phases and loss; its own budget (config_defaults.PLUS_HEAD_BUDGET) and calibrated head
+    # RF-MML+: rfmml's phases and loss; its own budgets (config_defaults.PLUS_BUDGETS) and calibrated head
     PLUS_METHOD: (ret_phase, acf_phase),
 }
 
