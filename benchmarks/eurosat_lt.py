@@ -98,7 +98,8 @@ HEAD_METHOD_FLAGS: dict[str, list[str]] = {
 }
 # Runs kept in results/ from the seeds 0-1 exploration (rfmml-acf1e-5, rfmml-ret6k-acf1e-5 and the
 # rfmml-plus-loss* variants: a prior-corrected episodic loss, since dropped) are no longer run.
-HEAD_BASE_METHOD = {"rfmml-plus-no-ret": "rfmml-plus", "rfmml-plus-no-acf": "rfmml-plus"}
+# the --method of the rfmml-plus ablations, in either pretrained grid
+PLUS_ABLATION_METHOD = {"rfmml-plus-no-ret": "rfmml-plus", "rfmml-plus-no-acf": "rfmml-plus"}
 HEAD_METHODS = tuple(HEAD_METHOD_FLAGS)
 # --tune last (issue 11): the last stage of lite0 and the head train, every episode runs the whole
 # backbone (about 5 episodes/s at 128 px on this CPU), so a budget a 2-core machine affords: 1,000 RET
@@ -125,8 +126,8 @@ LAST_METHOD_FLAGS: dict[str, list[str]] = {
     ],
 }
 GRIDS = {  # --tune: (method flags, the --method each name runs, whether post-hoc heads are measured)
-    "head": (HEAD_METHOD_FLAGS, HEAD_BASE_METHOD, True),
-    "last": (LAST_METHOD_FLAGS, {"rfmml-plus-no-ret": "rfmml-plus"}, False),
+    "head": (HEAD_METHOD_FLAGS, PLUS_ABLATION_METHOD, True),
+    "last": (LAST_METHOD_FLAGS, PLUS_ABLATION_METHOD, False),
 }
 RESULT_FILES = ("eval.json", "config.json", "split.json")
 
